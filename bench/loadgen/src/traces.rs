@@ -1,0 +1,373 @@
+//! Trace load generator: pre-encodes a pool of realistic
+//! `ExportTraceServiceRequest`s, then replays them as raw bytes over
+//! OTLP/gRPC at a target span rate (or as fast as possible).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+use tonic::client::Grpc;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec::RawCodec;
+use crate::wire;
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+#[derive(Debug, clap::Args)]
+pub struct TracesArgs {
+    /// OTLP/gRPC endpoint of the system under test.
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    endpoint: String,
+    /// Target spans per second across all workers (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// How long to send, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 100)]
+    spans_per_request: usize,
+    /// Requests in flight at once (one sending task each).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// HTTP/2 connections the workers are spread over.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+    /// Distinct pre-encoded requests to cycle through.
+    #[arg(long, default_value_t = 64)]
+    pool: usize,
+    /// Seed for the generated content.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    ok_requests: AtomicU64,
+    failed_requests: AtomicU64,
+    ok_spans: AtomicU64,
+    failed_spans: AtomicU64,
+    errors: Mutex<HashMap<String, u64>>,
+}
+
+impl Stats {
+    fn record_error(&self, spans: u64, error: String) {
+        self.failed_requests.fetch_add(1, Ordering::Relaxed);
+        self.failed_spans.fetch_add(spans, Ordering::Relaxed);
+        if let Ok(mut errors) = self.errors.lock() {
+            *errors.entry(error).or_default() += 1;
+        }
+    }
+}
+
+pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
+    if args.spans_per_request == 0 || args.concurrency == 0 || args.connections == 0 || args.pool == 0 {
+        bail!("--spans-per-request, --concurrency, --connections and --pool must be positive");
+    }
+    if !(args.duration > 0.0 && args.timeout > 0.0) {
+        bail!("--duration and --timeout must be positive");
+    }
+    let pool: Arc<[Bytes]> = build_pool(args.pool, args.spans_per_request, args.seed).into();
+    let pool_bytes: usize = pool.iter().map(Bytes::len).sum();
+    let bytes_per_span = pool_bytes as f64 / (args.pool * args.spans_per_request) as f64;
+    eprintln!(
+        "weir-loadgen traces: {} requests x {} spans pre-encoded, {:.0} bytes/span, {:.1} KiB/request",
+        args.pool,
+        args.spans_per_request,
+        bytes_per_span,
+        pool_bytes as f64 / args.pool as f64 / 1024.0,
+    );
+
+    let endpoint = Endpoint::from_shared(args.endpoint.clone())
+        .with_context(|| format!("invalid endpoint {}", args.endpoint))?
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs_f64(args.timeout));
+    let mut channels = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        channels.push(
+            endpoint
+                .connect()
+                .await
+                .with_context(|| format!("connecting to {}", args.endpoint))?,
+        );
+    }
+
+    let spans_per_request = args.spans_per_request as u64;
+    let period =
+        (args.rate > 0).then(|| Duration::from_secs_f64(spans_per_request as f64 / args.rate as f64));
+    let stats = Arc::new(Stats::default());
+    let seq = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(args.duration);
+
+    let mut workers = Vec::with_capacity(args.concurrency);
+    for i in 0..args.concurrency {
+        let channel = channels[i % channels.len()].clone();
+        let worker = Worker {
+            grpc: Grpc::new(channel),
+            pool: Arc::clone(&pool),
+            stats: Arc::clone(&stats),
+            seq: Arc::clone(&seq),
+            spans_per_request,
+            period,
+            start,
+            end,
+        };
+        workers.push(tokio::spawn(worker.run()));
+    }
+    for worker in workers {
+        worker.await.context("sender task panicked")?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+
+    let ok_requests = stats.ok_requests.load(Ordering::Relaxed);
+    let failed_requests = stats.failed_requests.load(Ordering::Relaxed);
+    let ok_spans = stats.ok_spans.load(Ordering::Relaxed);
+    let failed_spans = stats.failed_spans.load(Ordering::Relaxed);
+    let rate = ok_spans as f64 / elapsed;
+    eprintln!(
+        "weir-loadgen traces: sent {ok_spans} spans ok ({rate:.0} spans/s) in {elapsed:.2}s; \
+         requests ok={ok_requests} failed={failed_requests} (failed spans {failed_spans})"
+    );
+    if let Ok(errors) = stats.errors.lock() {
+        let mut errors: Vec<_> = errors.iter().collect();
+        errors.sort_by(|a, b| b.1.cmp(a.1));
+        for (error, n) in errors.iter().take(5) {
+            eprintln!("weir-loadgen traces:   {n} x {error}");
+        }
+    }
+    if args.json {
+        println!(
+            "{{\"ok_spans\":{ok_spans},\"failed_spans\":{failed_spans},\"ok_requests\":{ok_requests},\
+             \"failed_requests\":{failed_requests},\"elapsed_secs\":{elapsed:.6},\"bytes_per_span\":{bytes_per_span:.1}}}"
+        );
+    }
+    Ok(())
+}
+
+struct Worker {
+    grpc: Grpc<Channel>,
+    pool: Arc<[Bytes]>,
+    stats: Arc<Stats>,
+    seq: Arc<AtomicU64>,
+    spans_per_request: u64,
+    period: Option<Duration>,
+    start: Instant,
+    end: Instant,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        loop {
+            // A shared sequence number paces all workers against one global
+            // schedule: request k is due at start + k * period.
+            let k = self.seq.fetch_add(1, Ordering::Relaxed);
+            match self.period {
+                Some(period) => {
+                    let due = self.start + period.mul_f64(k as f64);
+                    if due >= self.end {
+                        break;
+                    }
+                    tokio::time::sleep_until(due).await;
+                }
+                None if Instant::now() >= self.end => break,
+                None => {}
+            }
+            let body = self.pool[(k % self.pool.len() as u64) as usize].clone();
+            match self.send(body).await {
+                Ok(()) => {
+                    self.stats.ok_requests.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .ok_spans
+                        .fetch_add(self.spans_per_request, Ordering::Relaxed);
+                }
+                Err(status) => self.stats.record_error(
+                    self.spans_per_request,
+                    format!("{:?}: {}", status.code(), status.message()),
+                ),
+            }
+        }
+    }
+
+    async fn send(&mut self, body: Bytes) -> Result<(), tonic::Status> {
+        self.grpc
+            .ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
+        self.grpc
+            .unary(
+                tonic::Request::new(body),
+                PathAndQuery::from_static(EXPORT_PATH),
+                RawCodec,
+            )
+            .await
+            .map(drop)
+    }
+}
+
+/// Builds `pool` encoded requests of `spans_per_request` spans each.
+pub fn build_pool(pool: usize, spans_per_request: usize, seed: u64) -> Vec<Bytes> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (0..pool)
+        .map(|i| {
+            let request = build_request(&mut rng, i, spans_per_request, now);
+            let encoded = Bytes::from(request.encode_to_vec());
+            debug_assert_eq!(
+                wire::count(&encoded, wire::SPANS_PATH),
+                Ok(spans_per_request as u64)
+            );
+            encoded
+        })
+        .collect()
+}
+
+fn kv(key: &str, value: impl Into<String>) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const SERVICES: &[&str] = &["checkout", "cart", "payment", "inventory", "shipping", "frontend"];
+const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE"];
+const ROUTES: &[&str] = &[
+    "/api/v1/orders/{order_id}/items",
+    "/api/v1/carts/{cart_id}",
+    "/api/v1/payments/{payment_id}/capture",
+    "/api/v1/products/{sku}/stock",
+    "/api/v1/shipments/{shipment_id}/labels",
+];
+const AGENTS: &[&str] = &[
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+    "okhttp/4.12.0",
+    "python-requests/2.32.3",
+];
+
+fn build_request(rng: &mut StdRng, index: usize, spans: usize, now_ns: u64) -> ExportTraceServiceRequest {
+    let service = SERVICES[index % SERVICES.len()];
+    let instance: [u8; 16] = rng.random();
+    let resource = Resource {
+        attributes: vec![
+            kv("service.name", format!("{service}-service")),
+            kv("service.version", format!("1.{}.{}", index % 7, index % 13)),
+            kv("service.instance.id", hex(&instance)),
+            kv(
+                "host.name",
+                format!("ip-10-42-{}-{}.ec2.internal", index % 16, index % 250),
+            ),
+            kv("deployment.environment.name", "production"),
+            kv("telemetry.sdk.language", "rust"),
+            kv("telemetry.sdk.name", "opentelemetry"),
+        ],
+        ..Default::default()
+    };
+    let scope = InstrumentationScope {
+        name: "io.opentelemetry.instrumentation.http".to_owned(),
+        version: "2.6.0".to_owned(),
+        ..Default::default()
+    };
+
+    let mut trace_id = [0u8; 16];
+    let mut root_id = [0u8; 8];
+    let spans = (0..spans)
+        .map(|i| {
+            // Traces of ten spans: a server root with nine children.
+            let is_root = i % 10 == 0;
+            if is_root {
+                trace_id = rng.random();
+                root_id = rng.random();
+            }
+            let span_id: [u8; 8] = if is_root { root_id } else { rng.random() };
+            let method = METHODS[rng.random_range(0..METHODS.len())];
+            let route = ROUTES[rng.random_range(0..ROUTES.len())];
+            let id: u32 = rng.random();
+            let path = route.split('{').next().unwrap_or(route);
+            let start = now_ns.saturating_sub(rng.random_range(1_000_000..60_000_000_000));
+            let status_code = if rng.random_ratio(1, 50) { "503" } else { "200" };
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: span_id.to_vec(),
+                parent_span_id: if is_root { Vec::new() } else { root_id.to_vec() },
+                flags: 0x301,
+                name: format!("{method} {route}"),
+                kind: if is_root {
+                    span::SpanKind::Server
+                } else if rng.random_bool(0.5) {
+                    span::SpanKind::Client
+                } else {
+                    span::SpanKind::Internal
+                } as i32,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + rng.random_range(50_000..900_000_000),
+                attributes: vec![
+                    kv("http.request.method", method),
+                    kv("http.route", route),
+                    kv(
+                        "url.full",
+                        format!("https://shop.example.com{path}{id:08x}?page={}&limit=50", id % 9),
+                    ),
+                    kv("url.scheme", "https"),
+                    kv("server.address", "shop.example.com"),
+                    kv(
+                        "network.peer.address",
+                        format!("10.42.{}.{}", id % 256, (id >> 8) % 256),
+                    ),
+                    kv("user_agent.original", AGENTS[rng.random_range(0..AGENTS.len())]),
+                    kv("http.response.status_code", status_code),
+                    kv("thread.name", format!("tokio-runtime-worker-{}", id % 16)),
+                    kv("enduser.id", format!("user-{:06}", id % 1_000_000)),
+                ],
+                status: Some(Status {
+                    code: if status_code == "200" {
+                        status::StatusCode::Unset
+                    } else {
+                        status::StatusCode::Error
+                    } as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(scope),
+                spans,
+                schema_url: "https://opentelemetry.io/schemas/1.26.0".to_owned(),
+            }],
+            schema_url: "https://opentelemetry.io/schemas/1.26.0".to_owned(),
+        }],
+    }
+}

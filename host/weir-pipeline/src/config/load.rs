@@ -1,0 +1,396 @@
+//! Reading a config file: env expansion, TOML parsing, typed sections, then the
+//! cross-references between them. Each stage collects every error it finds.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use super::model::*;
+use super::{ConfigError, ConfigErrors, env};
+use crate::Signal;
+
+const SECTIONS: &[&str] = &["service", "admin", "receivers", "exporters", "pipelines"];
+
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_str(&name, &text),
+        Err(e) => Err(ConfigErrors {
+            source_name: name,
+            errors: vec![ConfigError::new("", format!("cannot read the config file: {e}"))],
+        }),
+    }
+}
+
+pub fn parse_str(source_name: &str, text: &str) -> Result<Config, ConfigErrors> {
+    let fail = |errors| ConfigErrors {
+        source_name: source_name.to_string(),
+        errors,
+    };
+    let text = env::expand(text).map_err(fail)?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| fail(vec![ConfigError::new("", format!("invalid TOML: {e}"))]))?;
+
+    let mut errors = Vec::new();
+    for key in table.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            errors.push(ConfigError::new(
+                key.as_str(),
+                format!("unknown section; expected one of: {}", SECTIONS.join(", ")),
+            ));
+        }
+    }
+    let service = section::<ServiceConfig>(&table, "service", &mut errors);
+    let admin = section::<AdminConfig>(&table, "admin", &mut errors);
+    let receivers = named(&table, "receivers", &mut errors, receiver);
+    let exporters = named(&table, "exporters", &mut errors, exporter);
+    let pipelines = named(&table, "pipelines", &mut errors, typed::<PipelineConfig>);
+    if !table.contains_key("pipelines") {
+        errors.push(ConfigError::new(
+            "pipelines",
+            "missing; define at least one, e.g. [pipelines.traces] with receivers and exporters",
+        ));
+    }
+
+    let config = Config {
+        service: service.unwrap_or_default(),
+        admin: admin.unwrap_or_default(),
+        receivers,
+        exporters,
+        pipelines,
+    };
+    validate(&config, &table, &mut errors);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(fail(errors))
+    }
+}
+
+/// Deserializes an optional single-table section such as `[service]`.
+fn section<T: DeserializeOwned>(table: &toml::Table, key: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
+    let value = table.get(key)?;
+    typed(value, key, errors)
+}
+
+/// Deserializes a section of named entries such as `[exporters.NAME]`, one entry at
+/// a time so that an error in one does not hide errors in the others.
+fn named<T>(
+    table: &toml::Table,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+    parse: impl Fn(&toml::Value, &str, &mut Vec<ConfigError>) -> Option<T>,
+) -> BTreeMap<String, T> {
+    let mut out = BTreeMap::new();
+    let Some(value) = table.get(key) else {
+        return out;
+    };
+    let Some(entries) = value.as_table() else {
+        errors.push(ConfigError::new(
+            key,
+            format!("must be a table of named entries, e.g. [{key}.NAME]"),
+        ));
+        return out;
+    };
+    for (name, entry) in entries {
+        if let Some(v) = parse(entry, &format!("{key}.{name}"), errors) {
+            out.insert(name.clone(), v);
+        }
+    }
+    out
+}
+
+/// Splits off the `type` key of a receiver or exporter table, so that the variant's
+/// own struct is deserialized directly and errors keep their full key path.
+fn tagged<'a>(
+    value: &toml::Value,
+    prefix: &str,
+    types: &[&'a str],
+    errors: &mut Vec<ConfigError>,
+) -> Option<(&'a str, toml::Value)> {
+    let Some(table) = value.as_table() else {
+        errors.push(ConfigError::new(prefix, "must be a table"));
+        return None;
+    };
+    let mut rest = table.clone();
+    let kind = match rest.remove("type") {
+        Some(toml::Value::String(t)) => t,
+        _ => {
+            errors.push(ConfigError::new(
+                format!("{prefix}.type"),
+                format!(
+                    "missing or not a string; set type to one of: {}",
+                    types.join(", ")
+                ),
+            ));
+            return None;
+        }
+    };
+    match types.iter().find(|t| **t == kind) {
+        Some(t) => Some((t, toml::Value::Table(rest))),
+        None => {
+            errors.push(ConfigError::new(
+                format!("{prefix}.type"),
+                format!("unknown type {kind:?}; expected one of: {}", types.join(", ")),
+            ));
+            None
+        }
+    }
+}
+
+fn receiver(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<ReceiverConfig> {
+    let (_, rest) = tagged(value, prefix, &["otlp"], errors)?;
+    typed(&rest, prefix, errors).map(ReceiverConfig::Otlp)
+}
+
+fn exporter(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<ExporterConfig> {
+    let (kind, rest) = tagged(value, prefix, &["otlp_grpc", "otlp_http", "console"], errors)?;
+    match kind {
+        "otlp_grpc" => typed(&rest, prefix, errors).map(ExporterConfig::OtlpGrpc),
+        "otlp_http" => typed(&rest, prefix, errors).map(ExporterConfig::OtlpHttp),
+        _ => typed(&rest, prefix, errors).map(ExporterConfig::Console),
+    }
+}
+
+fn typed<T: DeserializeOwned>(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let key = if path == "." || path.is_empty() {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{path}")
+            };
+            errors.push(ConfigError::new(key, hint(e.into_inner().to_string())));
+            None
+        }
+    }
+}
+
+/// Adds the fix to serde's terse messages where it is not obvious.
+fn hint(message: String) -> String {
+    if message.starts_with("unknown field") {
+        return format!("{message}; remove the key or fix its spelling");
+    }
+    message
+}
+
+fn validate(config: &Config, table: &toml::Table, errors: &mut Vec<ConfigError>) {
+    let mut check_addr = |key: String, addr: &str| {
+        if let Err(e) = addr.parse::<SocketAddr>() {
+            errors.push(ConfigError::new(
+                key,
+                format!("invalid address {addr:?} ({e}); write IP:PORT, e.g. \"0.0.0.0:4317\" or \"127.0.0.1:4318\""),
+            ));
+        }
+    };
+    if table.contains_key("admin") {
+        check_addr("admin.address".into(), &config.admin.address);
+    }
+    for (name, receiver) in &config.receivers {
+        let ReceiverConfig::Otlp(otlp) = receiver;
+        if let Some(g) = &otlp.grpc {
+            check_addr(format!("receivers.{name}.grpc.address"), &g.address);
+        }
+        if let Some(h) = &otlp.http {
+            check_addr(format!("receivers.{name}.http.address"), &h.address);
+        }
+    }
+    for (name, exporter) in &config.exporters {
+        let key = format!("exporters.{name}");
+        if let ExporterConfig::OtlpGrpc(c) | ExporterConfig::OtlpHttp(c) = exporter {
+            check_endpoint(&format!("{key}.endpoint"), &c.endpoint, errors);
+        }
+        let stage = exporter.stage();
+        if stage.batch.max_items == 0 {
+            errors.push(ConfigError::new(
+                format!("{key}.batch.max_items"),
+                "must be at least 1",
+            ));
+        }
+        if stage.queue.capacity == 0 || stage.queue.capacity > u32::MAX as usize {
+            errors.push(ConfigError::new(
+                format!("{key}.queue.capacity"),
+                "must be between 1 and 4294967295 items",
+            ));
+        }
+        if stage.queue.concurrency == 0 {
+            errors.push(ConfigError::new(
+                format!("{key}.queue.concurrency"),
+                "must be at least 1",
+            ));
+        }
+    }
+    for (name, pipeline) in &config.pipelines {
+        let key = format!("pipelines.{name}");
+        if pipeline_signal(name).is_none() {
+            errors.push(ConfigError::new(
+                key.clone(),
+                "a pipeline is named after its signal: traces, logs or metrics, optionally with a suffix such as traces/tenant-a",
+            ));
+        }
+        let defined = |section: &str, name: &str| {
+            table
+                .get(section)
+                .and_then(|v| v.as_table())
+                .is_some_and(|t| t.contains_key(name))
+        };
+        check_refs(
+            &key,
+            "receivers",
+            &pipeline.receivers,
+            |r| defined("receivers", r),
+            errors,
+        );
+        check_refs(
+            &key,
+            "exporters",
+            &pipeline.exporters,
+            |e| defined("exporters", e),
+            errors,
+        );
+    }
+}
+
+fn check_refs(
+    key: &str,
+    kind: &str,
+    names: &[String],
+    exists: impl Fn(&str) -> bool,
+    errors: &mut Vec<ConfigError>,
+) {
+    if names.is_empty() {
+        errors.push(ConfigError::new(
+            format!("{key}.{kind}"),
+            format!("must list at least one of the [{kind}.NAME] entries"),
+        ));
+    }
+    for (i, n) in names.iter().enumerate() {
+        if !exists(n) {
+            errors.push(ConfigError::new(
+                format!("{key}.{kind}[{i}]"),
+                format!("refers to {n:?}, which is not defined; add a [{kind}.{n}] section or fix the name"),
+            ));
+        }
+    }
+}
+
+fn check_endpoint(key: &str, endpoint: &str, errors: &mut Vec<ConfigError>) {
+    let rest = if let Some(r) = endpoint.strip_prefix("http://") {
+        r
+    } else if endpoint.starts_with("https://") {
+        errors.push(ConfigError::new(
+            key,
+            "https endpoints need TLS, which this build of weir does not include yet; use http:// (e.g. through a TLS-terminating proxy)",
+        ));
+        return;
+    } else {
+        errors.push(ConfigError::new(
+            key,
+            format!("invalid endpoint {endpoint:?}; write a URL such as \"http://127.0.0.1:4317\""),
+        ));
+        return;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || !authority.contains(':') {
+        errors.push(ConfigError::new(
+            key,
+            format!("endpoint {endpoint:?} needs a host and a port, e.g. \"http://127.0.0.1:4317\""),
+        ));
+    }
+}
+
+/// `traces`, `logs`, `metrics`, or one of those with a `/suffix`.
+pub fn pipeline_signal(name: &str) -> Option<Signal> {
+    Signal::parse(name.split('/').next().unwrap_or(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[receivers.otlp]
+type = "otlp"
+
+[exporters.backend]
+type = "otlp_grpc"
+endpoint = "http://127.0.0.1:14317"
+
+[pipelines.traces]
+receivers = ["otlp"]
+exporters = ["backend"]
+"#;
+
+    fn keys(text: &str) -> Vec<String> {
+        parse_str("t.toml", text)
+            .expect_err("invalid config")
+            .errors
+            .into_iter()
+            .map(|e| e.key)
+            .collect()
+    }
+
+    #[test]
+    fn good_config_loads_with_defaults() {
+        let c = parse_str("t.toml", GOOD).expect("valid");
+        let ReceiverConfig::Otlp(r) = &c.receivers["otlp"];
+        assert_eq!(r.listeners(), (Some("0.0.0.0:4317"), Some("0.0.0.0:4318")));
+        assert_eq!(c.exporters["backend"].stage().batch.max_items, 8192);
+    }
+
+    #[test]
+    fn reports_every_error_with_its_key() {
+        let text = r#"
+[receivers.otlp]
+type = "otlp"
+grpc = { address = "nowhere:99999" }
+
+[exporters.backend]
+type = "otlp_grpc"
+endpoint = "http://127.0.0.1:14317"
+timeout = "5 parsecs"
+
+[exporters.other]
+type = "console"
+colour = "blue"
+
+[pipelines.traces]
+receivers = ["otlp"]
+exporters = ["backend", "missing"]
+"#;
+        let k = keys(text);
+        assert!(k.contains(&"receivers.otlp.grpc.address".to_string()), "{k:?}");
+        assert!(k.contains(&"exporters.backend.timeout".to_string()), "{k:?}");
+        assert!(k.contains(&"exporters.other.colour".to_string()), "{k:?}");
+        assert!(!k.contains(&"pipelines.traces.exporters[0]".to_string()), "{k:?}");
+        assert!(k.contains(&"pipelines.traces.exporters[1]".to_string()), "{k:?}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse_str(
+            "t.toml",
+            &GOOD.replace("type = \"otlp\"", "type = \"otlp\"\nbogus = 1"),
+        )
+        .expect_err("invalid");
+        assert_eq!(err.errors[0].key, "receivers.otlp.bogus");
+        assert!(
+            err.errors[0].message.contains("bogus"),
+            "{}",
+            err.errors[0].message
+        );
+    }
+
+    #[test]
+    fn pipeline_names_must_start_with_a_signal() {
+        assert_eq!(
+            keys(&GOOD.replace("pipelines.traces", "pipelines.spans")),
+            vec!["pipelines.spans"]
+        );
+        assert_eq!(pipeline_signal("logs/tenant-a"), Some(Signal::Logs));
+    }
+}

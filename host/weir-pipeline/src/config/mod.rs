@@ -1,0 +1,16 @@
+//! The configuration model (TOML), shaped like the OpenTelemetry Collector's:
+//! named receivers, plugins and exporters, and per-signal pipelines that list them.
+//!
+//! Loading is in [`load`]; every error found is reported at once, each naming the
+//! key it concerns.
+
+mod env;
+mod error;
+mod load;
+mod model;
+mod units;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{load_file, parse_str, pipeline_signal};
+pub use model::*;
+pub use units::{ByteSize, HumanDuration};

@@ -1,0 +1,63 @@
+//! The export side of a pipeline: the [`Exporter`] contract that destinations
+//! implement, and the [`ExportStage`] that gives each exporter its own bounded
+//! queue, batcher and retrying senders, so a slow destination never stalls another.
+
+mod retry;
+mod stage;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+pub use retry::Backoff;
+pub use stage::{ExportStage, Refusal, StageSettings, Stages};
+
+use crate::Batch;
+
+/// What a destination reported for a batch it took.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExportOutcome {
+    /// Items the destination refused permanently (OTLP partial success).
+    pub rejected: usize,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExportError {
+    /// Worth trying again (e.g. UNAVAILABLE, HTTP 503), after `retry_after` if the
+    /// destination said so.
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Trying again cannot help (e.g. HTTP 400, INVALID_ARGUMENT).
+    #[error("{message}")]
+    Permanent { message: String },
+}
+
+impl ExportError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ExportError::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ExportError::Permanent {
+            message: message.into(),
+        }
+    }
+}
+
+/// A destination for batches. One value serves every signal routed to it; calls
+/// may run concurrently (up to the stage's `queue.concurrency`).
+pub trait Exporter: Send + Sync + 'static {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<ExportOutcome, ExportError>>;
+
+    /// Called once after the last batch, within the shutdown grace period; an
+    /// exporter that buffers (e.g. a file writer) finishes its work here.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}

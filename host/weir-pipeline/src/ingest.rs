@@ -1,0 +1,121 @@
+//! What a receiver submits into: the pipelines that list it, per signal, with
+//! all-or-nothing admission and the receiver's accepted/refused counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::export::Refusal;
+use crate::metrics::{ReceiverLabels, RefusedLabels};
+use crate::{Batch, Metrics, Pipeline, Signal};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// No pipeline takes this signal from this receiver (gRPC UNIMPLEMENTED, HTTP 404).
+    #[error("this receiver has no {0} pipeline")]
+    NoPipeline(Signal),
+    /// Queues are full (gRPC UNAVAILABLE, HTTP 503): retry later.
+    #[error("pipeline is full; retry later")]
+    Full,
+    /// Larger than an exporter's whole queue (gRPC RESOURCE_EXHAUSTED, HTTP 413).
+    #[error(
+        "request holds {items} items, more than an exporter queue's capacity of {capacity}; send smaller requests"
+    )]
+    TooLarge { items: usize, capacity: usize },
+    /// Shutting down (gRPC UNAVAILABLE, HTTP 503).
+    #[error("weir is shutting down")]
+    ShuttingDown,
+}
+
+pub struct Ingest {
+    receiver: String,
+    pipelines: [Vec<Arc<Pipeline>>; 3],
+    metrics: Arc<Metrics>,
+    closed: AtomicBool,
+}
+
+impl Ingest {
+    pub fn new(receiver: impl Into<String>, pipelines: Vec<Arc<Pipeline>>, metrics: Arc<Metrics>) -> Self {
+        let mut by_signal: [Vec<Arc<Pipeline>>; 3] = Default::default();
+        for p in pipelines {
+            by_signal[p.signal.index()].push(p);
+        }
+        Ingest {
+            receiver: receiver.into(),
+            pipelines: by_signal,
+            metrics,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn receiver(&self) -> &str {
+        &self.receiver
+    }
+
+    pub fn accepts(&self, signal: Signal) -> bool {
+        !self.pipelines[signal.index()].is_empty()
+    }
+
+    /// Refuses everything from now on (shutdown has begun).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Admits a batch into every pipeline of its signal, or into none.
+    pub fn submit(&self, transport: &'static str, batch: Batch) -> Result<(), SubmitError> {
+        let result = self.try_submit(&batch);
+        let counters = self.metrics.signal(batch.signal);
+        match &result {
+            Ok(()) => counters
+                .accepted
+                .get_or_create(&ReceiverLabels {
+                    receiver: self.receiver.clone(),
+                    transport: transport.into(),
+                })
+                .inc_by(batch.items as u64),
+            Err(e) => {
+                let reason = match e {
+                    SubmitError::NoPipeline(_) => "no_pipeline",
+                    SubmitError::Full => "queue_full",
+                    SubmitError::TooLarge { .. } => "too_large",
+                    SubmitError::ShuttingDown => "shutting_down",
+                };
+                counters
+                    .refused
+                    .get_or_create(&RefusedLabels {
+                        receiver: self.receiver.clone(),
+                        transport: transport.into(),
+                        reason: reason.into(),
+                    })
+                    .inc_by(batch.items as u64)
+            }
+        };
+        result
+    }
+
+    fn try_submit(&self, batch: &Batch) -> Result<(), SubmitError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let pipelines = &self.pipelines[batch.signal.index()];
+        if pipelines.is_empty() {
+            return Err(SubmitError::NoPipeline(batch.signal));
+        }
+        let refusal = |r: Refusal| match r {
+            Refusal::Full => SubmitError::Full,
+            Refusal::TooLarge { capacity } => SubmitError::TooLarge {
+                items: batch.items,
+                capacity,
+            },
+            Refusal::Closed => SubmitError::ShuttingDown,
+        };
+        let reservations = pipelines
+            .iter()
+            .map(|p| p.reserve(batch.items))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(refusal)?;
+        for r in reservations {
+            r.commit(batch).map_err(refusal)?;
+        }
+        Ok(())
+    }
+}

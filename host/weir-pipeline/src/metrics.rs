@@ -1,0 +1,189 @@
+//! Self-metrics in Prometheus text, named like the OpenTelemetry Collector's so
+//! existing dashboards translate: `weir_receiver_accepted_spans_total`,
+//! `weir_exporter_send_failed_log_records_total{reason=...}`, queue size/capacity.
+//!
+//! Reconciliation: for each signal,
+//! accepted = sent + send_failed + queue_size (items queued or in flight).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Metric, Registry};
+
+use crate::Signal;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverLabels {
+    pub receiver: String,
+    pub transport: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub receiver: String,
+    pub transport: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExporterLabels {
+    pub exporter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailedLabels {
+    pub exporter: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub exporter: String,
+    pub signal: String,
+}
+
+/// Counters for one signal, named with that signal's item noun.
+#[derive(Clone, Default)]
+pub struct SignalCounters {
+    pub accepted: Family<ReceiverLabels, Counter>,
+    pub refused: Family<RefusedLabels, Counter>,
+    pub sent: Family<ExporterLabels, Counter>,
+    pub send_failed: Family<FailedLabels, Counter>,
+}
+
+type Refresher = Box<dyn Fn() + Send + Sync>;
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    refreshers: Mutex<Vec<Refresher>>,
+    signals: [SignalCounters; 3],
+    pub queue_size: Family<QueueLabels, Gauge>,
+    pub queue_capacity: Family<QueueLabels, Gauge>,
+    pub batch_send_size: Family<QueueLabels, Histogram, fn() -> Histogram>,
+}
+
+fn batch_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 4.0, 10))
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("weir");
+        let signals: [SignalCounters; 3] = Default::default();
+        for signal in Signal::ALL {
+            let c = &signals[signal.index()];
+            let noun = signal.item_noun();
+            registry.register(
+                format!("receiver_accepted_{noun}"),
+                format!("Number of {noun} successfully pushed into a pipeline."),
+                c.accepted.clone(),
+            );
+            registry.register(
+                format!("receiver_refused_{noun}"),
+                format!("Number of {noun} that could not be pushed into a pipeline, by reason."),
+                c.refused.clone(),
+            );
+            registry.register(
+                format!("exporter_sent_{noun}"),
+                format!("Number of {noun} successfully sent to destination."),
+                c.sent.clone(),
+            );
+            registry.register(
+                format!("exporter_send_failed_{noun}"),
+                format!("Number of {noun} in failed attempts to send to destination, by reason."),
+                c.send_failed.clone(),
+            );
+        }
+        let queue_size = Family::<QueueLabels, Gauge>::default();
+        let queue_capacity = Family::<QueueLabels, Gauge>::default();
+        let batch_send_size =
+            Family::<QueueLabels, Histogram, fn() -> Histogram>::new_with_constructor(batch_histogram);
+        registry.register(
+            "exporter_queue_size",
+            "Items currently queued or in flight in an exporter.",
+            queue_size.clone(),
+        );
+        registry.register(
+            "exporter_queue_capacity",
+            "Items an exporter may hold before receivers refuse data.",
+            queue_capacity.clone(),
+        );
+        registry.register(
+            "exporter_batch_send_size",
+            "Items per batch handed to an exporter.",
+            batch_send_size.clone(),
+        );
+        Arc::new(Metrics {
+            registry: Mutex::new(registry),
+            refreshers: Mutex::new(Vec::new()),
+            signals,
+            queue_size,
+            queue_capacity,
+            batch_send_size,
+        })
+    }
+
+    pub fn signal(&self, signal: Signal) -> &SignalCounters {
+        &self.signals[signal.index()]
+    }
+
+    /// Registers another metric family (used by other crates, e.g. plugins).
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .register(name, help, metric);
+    }
+
+    /// Adds a hook run before every scrape, for gauges read from live state.
+    pub fn on_scrape(&self, f: impl Fn() + Send + Sync + 'static) {
+        self.refreshers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(f));
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        for f in self
+            .refreshers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            f();
+        }
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_collector() {
+        let m = Metrics::new();
+        m.signal(Signal::Logs)
+            .accepted
+            .get_or_create(&ReceiverLabels {
+                receiver: "otlp".into(),
+                transport: "grpc".into(),
+            })
+            .inc_by(3);
+        let text = m.encode();
+        assert!(
+            text.contains("weir_receiver_accepted_log_records_total{receiver=\"otlp\",transport=\"grpc\"} 3"),
+            "{text}"
+        );
+    }
+}

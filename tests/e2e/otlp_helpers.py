@@ -1,0 +1,595 @@
+"""Shared helpers for the weir end-to-end suite: ports, polling, the OTLP gRPC sink,
+the weir process wrapper, config rendering, Prometheus parsing and OTLP builders."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import grpc
+import psutil
+import requests
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOOPBACK = "127.0.0.1"
+MiB = 1024 * 1024
+
+
+def weir_bin() -> Path:
+    return Path(os.environ.get("WEIR_BIN") or REPO_ROOT / "target" / "debug" / "weir")
+
+
+# ---------------------------------------------------------------------------
+# ports and polling
+
+_handed_out: set[int] = set()
+_port_lock = threading.Lock()
+
+
+def free_port() -> int:
+    """A loopback TCP port that nothing listens on now and that this run has not
+    handed out before (so two fixtures of one test never get the same port)."""
+    with _port_lock:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((LOOPBACK, 0))
+                port = s.getsockname()[1]
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+    raise RuntimeError("no free port found")
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Polls `predicate` until it returns something truthy; fails after `timeout` seconds
+    with `what` (a string, or a callable giving one, evaluated at failure time)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            message = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# OTLP value helpers
+
+
+def any_value_to_py(v: common_pb2.AnyValue) -> Any:
+    kind = v.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value_to_py(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return attrs_to_dict(v.kvlist_value.values)
+    return getattr(v, kind)
+
+
+def attrs_to_dict(kvs: Iterable[common_pb2.KeyValue]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        assert kv.key not in out, f"duplicate attribute key {kv.key!r}"
+        out[kv.key] = any_value_to_py(kv.value)
+    return out
+
+
+def py_to_any_value(value: Any) -> common_pb2.AnyValue:
+    if isinstance(value, bool):
+        return common_pb2.AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return common_pb2.AnyValue(int_value=value)
+    if isinstance(value, float):
+        return common_pb2.AnyValue(double_value=value)
+    if isinstance(value, str):
+        return common_pb2.AnyValue(string_value=value)
+    if isinstance(value, bytes):
+        return common_pb2.AnyValue(bytes_value=value)
+    if isinstance(value, (list, tuple)):
+        return common_pb2.AnyValue(array_value=common_pb2.ArrayValue(values=[py_to_any_value(x) for x in value]))
+    if isinstance(value, dict):
+        return common_pb2.AnyValue(kvlist_value=common_pb2.KeyValueList(values=dict_to_attrs(value)))
+    raise TypeError(f"unsupported attribute value {value!r}")
+
+
+def dict_to_attrs(d: dict[str, Any]) -> list[common_pb2.KeyValue]:
+    return [common_pb2.KeyValue(key=k, value=py_to_any_value(v)) for k, v in d.items()]
+
+
+def make_trace_request(
+    n_spans: int,
+    *,
+    rng: random.Random | None = None,
+    name_prefix: str = "span",
+    service_name: str = "weir-e2e",
+    attr_padding: int = 0,
+) -> trace_service_pb2.ExportTraceServiceRequest:
+    """An ExportTraceServiceRequest with `n_spans` spans, each with a unique random
+    span id (spread over a few traces) and a few attributes. `attr_padding` adds a
+    string attribute of that many bytes to every span (to make large requests)."""
+    rng = rng or random.Random()
+    now = time.time_ns()
+    trace_ids = [rng.randbytes(16) for _ in range(max(1, n_spans // 50))]
+    spans = []
+    for i in range(n_spans):
+        attrs = {"e2e.index": i, "e2e.kind": name_prefix}
+        if attr_padding:
+            attrs["e2e.padding"] = "x" * attr_padding
+        spans.append(
+            trace_pb2.Span(
+                trace_id=trace_ids[i % len(trace_ids)],
+                span_id=rng.randbytes(8),
+                name=f"{name_prefix}-{i}",
+                kind=trace_pb2.Span.SPAN_KIND_INTERNAL,
+                start_time_unix_nano=now + i,
+                end_time_unix_nano=now + i + 1000,
+                attributes=dict_to_attrs(attrs),
+            )
+        )
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[
+            trace_pb2.ResourceSpans(
+                resource=resource_pb2.Resource(attributes=dict_to_attrs({"service.name": service_name})),
+                scope_spans=[
+                    trace_pb2.ScopeSpans(
+                        scope=common_pb2.InstrumentationScope(name="weir-e2e-raw", version="0.0.1"),
+                        spans=spans,
+                    )
+                ],
+            )
+        ]
+    )
+
+
+def span_ids_of(request: trace_service_pb2.ExportTraceServiceRequest) -> list[bytes]:
+    return [s.span_id for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+
+
+# ---------------------------------------------------------------------------
+# the OTLP gRPC sink
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    resource: resource_pb2.Resource
+    scope: common_pb2.InstrumentationScope
+    span: trace_pb2.Span
+
+
+@dataclass(frozen=True)
+class ReceivedLog:
+    resource: Any
+    scope: Any
+    record: Any
+
+
+@dataclass(frozen=True)
+class ReceivedPoint:
+    resource: Any
+    scope: Any
+    metric: Any  # the Metric message (name, unit, description, and the data)
+    kind: str  # "gauge", "sum", "histogram", "exponential_histogram", "summary"
+    point: Any
+
+
+@dataclass
+class _Recorded:
+    traces: list = field(default_factory=list)
+    logs: list = field(default_factory=list)
+    metrics: list = field(default_factory=list)
+    metadata: list = field(default_factory=list)
+
+
+class OtlpSink:
+    """A real OTLP/gRPC server (grpcio, with the opentelemetry-proto services) on a
+    loopback port. Records every Export request, decoded. It can be stopped and
+    started again on the same port; what it recorded survives a restart."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self._lock = threading.Lock()
+        self._recorded = _Recorded()
+        self._server: grpc.Server | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> None:
+        assert self._server is None, "sink already running"
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=8),
+            options=[
+                ("grpc.max_receive_message_length", 256 * MiB),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        sink = self
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):
+                sink._record("traces", request, context)
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        class Logs(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request, context):
+                sink._record("logs", request, context)
+                return logs_service_pb2.ExportLogsServiceResponse()
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request, context):
+                sink._record("metrics", request, context)
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
+        # Rebinding right after a stop can briefly fail; retry for a moment.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                bound = server.add_insecure_port(f"{LOOPBACK}:{self.port}")
+            except RuntimeError:
+                bound = 0
+            if bound == self.port:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sink could not bind port {self.port}")
+            time.sleep(0.1)
+        server.start()
+        self._server = server
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=None).wait()
+            self._server = None
+
+    def _record(self, signal_name: str, request, context) -> None:
+        with self._lock:
+            getattr(self._recorded, signal_name).append(request)
+            self._recorded.metadata.append((signal_name, tuple(context.invocation_metadata())))
+
+    # -- what was received ------------------------------------------------
+
+    def requests(self, signal_name: str) -> list:
+        with self._lock:
+            return list(getattr(self._recorded, signal_name))
+
+    def metadata(self) -> list:
+        with self._lock:
+            return list(self._recorded.metadata)
+
+    def spans(self) -> list[ReceivedSpan]:
+        return [
+            ReceivedSpan(rs.resource, ss.scope, s)
+            for req in self.requests("traces")
+            for rs in req.resource_spans
+            for ss in rs.scope_spans
+            for s in ss.spans
+        ]
+
+    def log_records(self) -> list[ReceivedLog]:
+        return [
+            ReceivedLog(rl.resource, sl.scope, r)
+            for req in self.requests("logs")
+            for rl in req.resource_logs
+            for sl in rl.scope_logs
+            for r in sl.log_records
+        ]
+
+    def metric_points(self) -> list[ReceivedPoint]:
+        out = []
+        for req in self.requests("metrics"):
+            for rm in req.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for m in sm.metrics:
+                        kind = m.WhichOneof("data")
+                        if kind is None:
+                            continue
+                        for p in getattr(m, kind).data_points:
+                            out.append(ReceivedPoint(rm.resource, sm.scope, m, kind, p))
+        return out
+
+    def span_ids(self) -> list[bytes]:
+        return [r.span.span_id for r in self.spans()]
+
+    def wait_for_spans(self, n: int, timeout: float = 10) -> list[ReceivedSpan]:
+        wait_until(lambda: len(self.spans()) >= n, timeout, lambda: f"{n} spans at the sink (have {len(self.spans())})")
+        return self.spans()
+
+    def wait_for_logs(self, n: int, timeout: float = 10) -> list[ReceivedLog]:
+        wait_until(
+            lambda: len(self.log_records()) >= n,
+            timeout,
+            lambda: f"{n} log records at the sink (have {len(self.log_records())})",
+        )
+        return self.log_records()
+
+    def wait_for_points(self, n: int, timeout: float = 10) -> list[ReceivedPoint]:
+        wait_until(
+            lambda: len(self.metric_points()) >= n,
+            timeout,
+            lambda: f"{n} metric points at the sink (have {len(self.metric_points())})",
+        )
+        return self.metric_points()
+
+
+# ---------------------------------------------------------------------------
+# config rendering
+
+
+def toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(
+    *,
+    admin_port: int,
+    grpc_port: int | None,
+    http_port: int | None,
+    sink_endpoint: str,
+    signals: Iterable[str] = ("traces", "logs", "metrics"),
+    exporter_type: str = "otlp_grpc",
+    max_request_size: str = "16MiB",
+    shutdown_grace: str = "10s",
+    compression: str = "none",
+    timeout: str = "5s",
+    queue_capacity: int = 100_000,
+    queue_concurrency: int = 4,
+    batch_max_items: int = 8192,
+    batch_timeout: str = "50ms",
+    retry_enabled: bool = True,
+    retry_initial: str = "100ms",
+    retry_max_interval: str = "1s",
+    retry_max_elapsed: str = "2m",
+) -> str:
+    listeners = []
+    if grpc_port is not None:
+        listeners.append(f'grpc = {{ address = "{LOOPBACK}:{grpc_port}" }}')
+    if http_port is not None:
+        listeners.append(f'http = {{ address = "{LOOPBACK}:{http_port}" }}')
+    lines = [
+        "[service]",
+        f"shutdown_grace = {toml_str(shutdown_grace)}",
+        "",
+        "[admin]",
+        f'address = "{LOOPBACK}:{admin_port}"',
+        "",
+        "[receivers.otlp]",
+        'type = "otlp"',
+        *listeners,
+        f"max_request_size = {toml_str(max_request_size)}",
+        "",
+        "[exporters.backend]",
+        f"type = {toml_str(exporter_type)}",
+    ]
+    if exporter_type != "console":
+        lines += [
+            f"endpoint = {toml_str(sink_endpoint)}",
+            f"compression = {toml_str(compression)}",
+            f"timeout = {toml_str(timeout)}",
+        ]
+    lines += [
+        f"queue = {{ capacity = {queue_capacity}, concurrency = {queue_concurrency} }}",
+        f"batch = {{ max_items = {batch_max_items}, timeout = {toml_str(batch_timeout)} }}",
+        f"retry = {{ enabled = {'true' if retry_enabled else 'false'}, initial_interval = {toml_str(retry_initial)}, "
+        f"max_interval = {toml_str(retry_max_interval)}, max_elapsed = {toml_str(retry_max_elapsed)} }}",
+    ]
+    for s in signals:
+        lines += ["", f"[pipelines.{s}]", 'receivers = ["otlp"]', 'exporters = ["backend"]']
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Prometheus text
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: dict
+    value: float
+
+
+def parse_prometheus(text: str) -> list[Sample]:
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        assert m, f"unparseable Prometheus line: {line!r}"
+        labels = dict(_LABEL.findall(m.group(3) or ""))
+        value = m.group(4)
+        out.append(Sample(m.group(1), labels, float(value)))
+    return out
+
+
+class MetricsSnapshot:
+    def __init__(self, text: str):
+        self.text = text
+        self.samples = parse_prometheus(text)
+
+    def sum(self, name: str, **labels: str) -> float:
+        return sum(
+            s.value for s in self.samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def has(self, name: str, **labels: str) -> bool:
+        return any(s.name == name and all(s.labels.get(k) == v for k, v in labels.items()) for s in self.samples)
+
+    def __str__(self) -> str:
+        return "\n".join(l for l in self.text.splitlines() if l.startswith("weir_") and "_bucket" not in l)
+
+
+# ---------------------------------------------------------------------------
+# the weir process
+
+
+class Weir:
+    """One `weir run` subprocess, its ports, and its captured output."""
+
+    def __init__(self, workdir: Path, name: str, config_text: str | None, admin_port: int, grpc_port: int | None,
+                 http_port: int | None, args: list[str] | None = None):
+        self.name = name
+        self.workdir = workdir
+        self.admin_port = admin_port
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+        self.config_path = workdir / f"{name}.toml"
+        self.stdout_path = workdir / f"{name}.stdout"
+        self.stderr_path = workdir / f"{name}.stderr"
+        if config_text is not None:
+            self.config_path.write_text(config_text)
+            self.args = ["run", "--config", str(self.config_path)]
+        else:
+            self.args = args or ["run"]
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self, ready_timeout: float = 20) -> "Weir":
+        binary = weir_bin()
+        assert binary.exists(), f"weir binary not found at {binary}; run `cargo build -p weir` or set WEIR_BIN"
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        env.setdefault("RUST_BACKTRACE", "1")
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen([str(binary), *self.args], stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                         env=env, cwd=self.workdir)
+        self.wait_ready(ready_timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"weir exited with code {self.proc.returncode} before becoming ready\n--- stderr ---\n{self.stderr()}"
+                )
+            try:
+                return requests.get(self.admin_url("/ready"), timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(ready, timeout, lambda: f"weir /ready on port {self.admin_port}\n--- stderr ---\n{self.stderr()}")
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc is not None
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"weir did not exit within {timeout}s\n--- stderr ---\n{self.stderr()}")
+        return self.returncode
+
+    def terminate(self, timeout: float = 20) -> int:
+        """SIGTERM, then wait for the exit code (SIGKILL if it hangs, and fail)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.returncode = self.proc.returncode
+                raise AssertionError(f"weir ignored SIGTERM for {timeout}s and was killed")
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss(self) -> int:
+        return psutil.Process(self.pid).memory_info().rss
+
+    def stderr(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stdout(self) -> str:
+        try:
+            return self.stdout_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # -- addresses --------------------------------------------------------
+
+    def admin_url(self, path: str) -> str:
+        return f"http://{LOOPBACK}:{self.admin_port}{path}"
+
+    def http_url(self, signal_name: str = "traces") -> str:
+        assert self.http_port is not None
+        return f"http://{LOOPBACK}:{self.http_port}/v1/{signal_name}"
+
+    @property
+    def grpc_target(self) -> str:
+        assert self.grpc_port is not None
+        return f"{LOOPBACK}:{self.grpc_port}"
+
+    def metrics(self) -> MetricsSnapshot:
+        r = requests.get(self.admin_url("/metrics"), timeout=5)
+        assert r.status_code == 200, f"/metrics answered {r.status_code}: {r.text[:500]}"
+        return MetricsSnapshot(r.text)
+
+    # -- sending ----------------------------------------------------------
+
+    def post(self, signal_name: str, body: bytes, content_type: str = "application/x-protobuf",
+             headers: dict | None = None, timeout: float = 10) -> requests.Response:
+        h = {"Content-Type": content_type}
+        h.update(headers or {})
+        return requests.post(self.http_url(signal_name), data=body, headers=h, timeout=timeout)
+
+    def grpc_channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(
+            self.grpc_target,
+            options=[("grpc.max_send_message_length", 256 * MiB), ("grpc.enable_retries", 0)],
+        )
