@@ -3,6 +3,8 @@ the weir process wrapper, config rendering, Prometheus parsing and OTLP builders
 
 from __future__ import annotations
 
+import gzip
+import http.server
 import os
 import random
 import re
@@ -19,6 +21,7 @@ from typing import Any, Callable, Iterable
 import grpc
 import psutil
 import requests
+import zstandard
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -58,6 +61,8 @@ def free_port() -> int:
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As servers bind (Rust's std does too): TIME_WAIT leftovers don't count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -209,78 +214,26 @@ class _Recorded:
     metadata: list = field(default_factory=list)
 
 
-class OtlpSink:
-    """A real OTLP/gRPC server (grpcio, with the opentelemetry-proto services) on a
-    loopback port. Records every Export request, decoded. It can be stopped and
-    started again on the same port; what it recorded survives a restart."""
+class _RecordingSink:
+    """What both sinks share: the record of decoded requests, queries over it, and
+    failure injection (`fail_next`: answers to give instead of success, in order)."""
 
     def __init__(self, port: int | None = None):
         self.port = port or free_port()
         self._lock = threading.Lock()
         self._recorded = _Recorded()
-        self._server: grpc.Server | None = None
+        self.fail_next: list = []
+        self.calls = 0
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+    def _next_failure(self):
+        with self._lock:
+            self.calls += 1
+            return self.fail_next.pop(0) if self.fail_next else None
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    def start(self) -> None:
-        assert self._server is None, "sink already running"
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=8),
-            options=[
-                ("grpc.max_receive_message_length", 256 * MiB),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
-        sink = self
-
-        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
-            def Export(self, request, context):
-                sink._record("traces", request, context)
-                return trace_service_pb2.ExportTraceServiceResponse()
-
-        class Logs(logs_service_pb2_grpc.LogsServiceServicer):
-            def Export(self, request, context):
-                sink._record("logs", request, context)
-                return logs_service_pb2.ExportLogsServiceResponse()
-
-        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-            def Export(self, request, context):
-                sink._record("metrics", request, context)
-                return metrics_service_pb2.ExportMetricsServiceResponse()
-
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
-        # Rebinding right after a stop can briefly fail; retry for a moment.
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                bound = server.add_insecure_port(f"{LOOPBACK}:{self.port}")
-            except RuntimeError:
-                bound = 0
-            if bound == self.port:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"sink could not bind port {self.port}")
-            time.sleep(0.1)
-        server.start()
-        self._server = server
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop(grace=None).wait()
-            self._server = None
-
-    def _record(self, signal_name: str, request, context) -> None:
+    def _record(self, signal_name: str, request, metadata) -> None:
         with self._lock:
             getattr(self._recorded, signal_name).append(request)
-            self._recorded.metadata.append((signal_name, tuple(context.invocation_metadata())))
+            self._recorded.metadata.append((signal_name, metadata))
 
     # -- what was received ------------------------------------------------
 
@@ -345,6 +298,159 @@ class OtlpSink:
             lambda: f"{n} metric points at the sink (have {len(self.metric_points())})",
         )
         return self.metric_points()
+
+
+class OtlpSink(_RecordingSink):
+    """A real OTLP/gRPC server (grpcio, with the opentelemetry-proto services) on a
+    loopback port. Records every Export request, decoded. It can be stopped and
+    started again on the same port; what it recorded survives a restart."""
+
+    def __init__(self, port: int | None = None):
+        super().__init__(port)
+        self._server: grpc.Server | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> None:
+        assert self._server is None, "sink already running"
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=8),
+            options=[
+                ("grpc.max_receive_message_length", 256 * MiB),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        sink = self
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):
+                return sink._answer("traces", request, context, trace_service_pb2.ExportTraceServiceResponse())
+
+        class Logs(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request, context):
+                return sink._answer("logs", request, context, logs_service_pb2.ExportLogsServiceResponse())
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request, context):
+                return sink._answer("metrics", request, context, metrics_service_pb2.ExportMetricsServiceResponse())
+
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
+        # Rebinding right after a stop can briefly fail; retry for a moment.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                bound = server.add_insecure_port(f"{LOOPBACK}:{self.port}")
+            except RuntimeError:
+                bound = 0
+            if bound == self.port:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sink could not bind port {self.port}")
+            time.sleep(0.1)
+        server.start()
+        self._server = server
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=None).wait()
+            self._server = None
+
+    def _answer(self, signal_name: str, request, context, response):
+        failure = self._next_failure()
+        if failure is not None:
+            context.abort(failure, "injected failure")
+        self._record(signal_name, request, tuple(context.invocation_metadata()))
+        return response
+
+class OtlpHttpSink(_RecordingSink):
+    """A real OTLP/HTTP server (protobuf bodies, gzip/zstd Content-Encoding) on a
+    loopback port, for weir's otlp_http exporter. Records decoded requests like
+    OtlpSink, plus each request's path and headers (`http_requests`). `fail_next`
+    holds HTTP status codes to answer instead of 200."""
+
+    _MESSAGES = {
+        "/v1/traces": ("traces", trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse),
+        "/v1/logs": ("logs", logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse),
+        "/v1/metrics": (
+            "metrics",
+            metrics_service_pb2.ExportMetricsServiceRequest,
+            metrics_service_pb2.ExportMetricsServiceResponse,
+        ),
+    }
+
+    def __init__(self, port: int | None = None):
+        super().__init__(port)
+        self._server: http.server.ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.http_requests: list[tuple[str, dict]] = []
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> None:
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _reply(self, code: int, body: bytes = b"", ctype: str = "application/x-protobuf"):
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with sink._lock:
+                    sink.http_requests.append((self.path, headers))
+                entry = sink._MESSAGES.get(self.path)
+                if entry is None:
+                    return self._reply(404, b"no such path", "text/plain")
+                failure = sink._next_failure()
+                if failure is not None:
+                    return self._reply(failure, b"injected failure", "text/plain")
+                encoding = headers.get("content-encoding", "")
+                if encoding == "gzip":
+                    raw = gzip.decompress(raw)
+                elif encoding == "zstd":
+                    raw = zstandard.ZstdDecompressor().decompressobj().decompress(raw)
+                elif encoding not in ("", "identity"):
+                    return self._reply(415, b"unsupported encoding", "text/plain")
+                if not headers.get("content-type", "").startswith("application/x-protobuf"):
+                    return self._reply(415, b"expected application/x-protobuf", "text/plain")
+                signal_name, req_cls, resp_cls = entry
+                try:
+                    request = req_cls.FromString(raw)
+                except Exception:
+                    return self._reply(400, b"bad protobuf", "text/plain")
+                sink._record(signal_name, request, tuple(headers.items()))
+                self._reply(200, resp_cls().SerializeToString())
+
+        self._server = http.server.ThreadingHTTPServer((LOOPBACK, self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
 
 
 # ---------------------------------------------------------------------------
@@ -491,6 +597,7 @@ class Weir:
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")  # plain logs in the captured stderr
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen([str(binary), *self.args], stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                          env=env, cwd=self.workdir)

@@ -59,6 +59,7 @@ def test_backpressure_refuses_then_delivers_exactly_the_accepted(start_weir, sin
             pytest.fail(f"request {i}: unexpected {r.status_code}: {r.text[:300]}")
     assert got_503 is not None, f"no 503 after {MAX_REQUESTS} requests of {SPANS_PER_REQUEST} spans (queue {CAPACITY})"
     check_retry_after(got_503.headers.get("Retry-After"))
+    print(f"accepted {len(accepted)} spans, then 503 with Retry-After: {got_503.headers.get('Retry-After')}")
     assert 0 < len(accepted) <= CAPACITY, f"accepted {len(accepted)} spans with a queue of {CAPACITY}"
 
     # Still full: more HTTP requests and a gRPC request are refused.
@@ -73,6 +74,7 @@ def test_backpressure_refuses_then_delivers_exactly_the_accepted(start_weir, sin
             stub.Export(make_trace_request(SPANS_PER_REQUEST, rng=rng), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE, (err.value.code(), err.value.details())
 
+    print(f"RSS while full: {weir.rss() / MiB:.1f} MiB")
     assert weir.rss() < 200 * MiB, f"RSS {weir.rss() / MiB:.0f} MiB"
     m = weir.metrics()
     assert m.sum("weir_receiver_accepted_spans_total", receiver="otlp", transport="http") == len(accepted), str(m)

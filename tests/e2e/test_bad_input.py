@@ -16,6 +16,7 @@ import zstandard
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.logs.v1 import logs_pb2
 
 from otlp_helpers import MiB, make_trace_request, span_ids_of, wait_until
 
@@ -129,6 +130,7 @@ def test_decompression_bomb_is_413_and_memory_stays_bounded(weir, sink, encoding
     finally:
         stop.set()
         t.join()
+    print(f"{encoding} bomb of {len(bomb)} bytes: RSS {rss_before / MiB:.1f} MiB before, peak {peak[0] / MiB:.1f} MiB")
     assert peak[0] < 200 * MiB, f"weir RSS peaked at {peak[0] / MiB:.0f} MiB while refusing a {encoding} bomb"
     assert weir.rss() < 200 * MiB
     assert_still_serves(weir, sink)
@@ -154,16 +156,30 @@ def test_grpc_request_over_limit_is_resource_exhausted(start_weir, sink):
 
 def test_signal_without_pipeline_is_404_and_unimplemented(start_weir, sink):
     weir = start_weir(signals=("traces",))
-    body = logs_service_pb2.ExportLogsServiceRequest().SerializeToString()
-    r = weir.post("logs", body)
+    logs = logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(scope_logs=[
+        logs_pb2.ScopeLogs(log_records=[logs_pb2.LogRecord(time_unix_nano=1, severity_number=9)])])])
+    r = weir.post("logs", logs.SerializeToString())
     assert r.status_code == 404, f"{r.status_code}: {r.text[:300]}"
-    r = weir.post("metrics", b"{}", content_type="application/json")
+    r = weir.post("metrics", b'{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "g", "gauge": '
+                  b'{"dataPoints": [{"asInt": "1", "timeUnixNano": "1"}]}}]}]}]}', content_type="application/json")
+    assert r.status_code == 404, f"{r.status_code}: {r.text[:300]}"
+    with weir.grpc_channel() as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            logs_service_pb2_grpc.LogsServiceStub(ch).Export(logs, timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, (err.value.code(), err.value.details())
+    assert_still_serves(weir, sink)
+    assert sink.log_records() == [] and sink.metric_points() == []
+
+
+def test_empty_request_for_signal_without_pipeline_is_404(start_weir, sink):
+    """The signal has no pipeline, whether or not the request holds any items."""
+    weir = start_weir(signals=("traces",))
+    r = weir.post("logs", logs_service_pb2.ExportLogsServiceRequest().SerializeToString())
     assert r.status_code == 404, f"{r.status_code}: {r.text[:300]}"
     with weir.grpc_channel() as ch:
         with pytest.raises(grpc.RpcError) as err:
             logs_service_pb2_grpc.LogsServiceStub(ch).Export(logs_service_pb2.ExportLogsServiceRequest(), timeout=10)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, (err.value.code(), err.value.details())
-    assert_still_serves(weir, sink)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, (err.value.code(), err.value.details())
 
 
 def test_empty_request_is_ok_and_unknown_path_is_404(weir, sink):

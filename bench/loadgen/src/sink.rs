@@ -46,6 +46,8 @@ struct Counters {
     data_points: AtomicU64,
     requests: AtomicU64,
     bytes: AtomicU64,
+    /// Requests that arrived with a `grpc-encoding` other than identity.
+    compressed: AtomicU64,
     malformed: AtomicU64,
 }
 
@@ -53,12 +55,13 @@ impl Counters {
     fn to_json(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "{{\"spans\":{},\"log_records\":{},\"data_points\":{},\"requests\":{},\"bytes\":{},\"malformed\":{}}}\n",
+            "{{\"spans\":{},\"log_records\":{},\"data_points\":{},\"requests\":{},\"bytes\":{},\"compressed\":{},\"malformed\":{}}}\n",
             get(&self.spans),
             get(&self.log_records),
             get(&self.data_points),
             get(&self.requests),
             get(&self.bytes),
+            get(&self.compressed),
             get(&self.malformed),
         )
     }
@@ -132,8 +135,15 @@ impl<S: Signal> UnaryService<Bytes> for ExportService<S> {
     type Future = std::future::Ready<Result<Response<Bytes>, Status>>;
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        let body = request.into_inner();
         let c = &self.counters;
+        if request
+            .metadata()
+            .get("grpc-encoding")
+            .is_some_and(|e| e != "identity")
+        {
+            c.compressed.fetch_add(1, Ordering::Relaxed);
+        }
+        let body = request.into_inner();
         let result = match wire::count(&body, S::ITEMS) {
             Ok(n) => {
                 S::counter(c).fetch_add(n, Ordering::Relaxed);

@@ -136,7 +136,9 @@ pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
     for worker in workers {
         worker.await.context("sender task panicked")?;
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    // Paced runs finish just before `end`; unpaced ones drain in-flight
+    // requests after it. Either way, rate over at least the nominal duration.
+    let elapsed = start.elapsed().as_secs_f64().max(args.duration);
 
     let ok_requests = stats.ok_requests.load(Ordering::Relaxed);
     let failed_requests = stats.failed_requests.load(Ordering::Relaxed);
@@ -333,18 +335,21 @@ fn build_request(rng: &mut StdRng, index: usize, spans: usize, now_ns: u64) -> E
                     kv("http.route", route),
                     kv(
                         "url.full",
-                        format!("https://shop.example.com{path}{id:08x}?page={}&limit=50", id % 9),
+                        format!("https://shop-frontend.prod.example.com{path}{id:08x}?page={}&limit=50&sort=created_at&order=desc&currency=EUR&locale=en-US", id % 9),
                     ),
                     kv("url.scheme", "https"),
-                    kv("server.address", "shop.example.com"),
+                    kv("server.address", "shop-frontend.prod.example.com"),
                     kv(
                         "network.peer.address",
                         format!("10.42.{}.{}", id % 256, (id >> 8) % 256),
                     ),
                     kv("user_agent.original", AGENTS[rng.random_range(0..AGENTS.len())]),
                     kv("http.response.status_code", status_code),
-                    kv("thread.name", format!("tokio-runtime-worker-{}", id % 16)),
-                    kv("enduser.id", format!("user-{:06}", id % 1_000_000)),
+                    kv(
+                        "code.function.name",
+                        "com.example.shop.api.RequestHandler.handle",
+                    ),
+                    kv("enduser.id", format!("user-{:08x}-{:08x}", id, id.rotate_left(13))),
                 ],
                 status: Some(Status {
                     code: if status_code == "200" {

@@ -56,8 +56,7 @@ mod tests {
     fn expands_defaults_and_reports_missing() {
         let ok = expand("a = \"${env:WEIR_SURELY_UNSET_X:-http://x:1}\"").expect("default");
         assert_eq!(ok, "a = \"http://x:1\"");
-        let errs = expand("\n b = \"${env:WEIR_SURELY_UNSET_Y}\"")
-            .expect_err("missing");
+        let errs = expand("\n b = \"${env:WEIR_SURELY_UNSET_Y}\"").expect_err("missing");
         assert_eq!(errs[0].key, "line 2");
         assert!(errs[0].message.contains("WEIR_SURELY_UNSET_Y"));
     }

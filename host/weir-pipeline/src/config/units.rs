@@ -90,8 +90,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_duration_with_example() {
-        let err = toml::from_str::<T>("d = \"5 parsecs\"\ns = 1")
-            .expect_err("invalid");
+        let err = toml::from_str::<T>("d = \"5 parsecs\"\ns = 1").expect_err("invalid");
         assert!(err.to_string().contains("e.g. \"200ms\""), "{err}");
     }
 }

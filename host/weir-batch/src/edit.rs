@@ -1,0 +1,182 @@
+//! Applying a plugin's edits natively, and converting contract values to OTLP.
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value};
+use opentelemetry_proto::tonic::trace::v1::Status;
+use weir_plugin_sdk::{Edit, Field, Value};
+
+use crate::BatchError;
+use crate::tree::{Index, Otlp};
+
+pub fn to_any(v: Value) -> Result<AnyValue, BatchError> {
+    let value = match v {
+        Value::Str(s) => any_value::Value::StringValue(s),
+        Value::Int(i) => any_value::Value::IntValue(i),
+        Value::Double(d) => any_value::Value::DoubleValue(d),
+        Value::Bool(b) => any_value::Value::BoolValue(b),
+        Value::Bytes(b) => any_value::Value::BytesValue(b),
+        Value::Json(text) => {
+            // OTLP/JSON form first ({"arrayValue": ...}), else plain JSON.
+            if let Ok(any) = serde_json::from_str::<AnyValue>(&text)
+                && any.value.is_some()
+            {
+                return Ok(any);
+            }
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| BatchError::Invalid(format!("json value is not valid JSON: {e}")))?;
+            return Ok(from_json(json));
+        }
+    };
+    Ok(AnyValue { value: Some(value) })
+}
+
+fn from_json(v: serde_json::Value) -> AnyValue {
+    use serde_json::Value as J;
+    let value = match v {
+        J::Null => None,
+        J::Bool(b) => Some(any_value::Value::BoolValue(b)),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Some(any_value::Value::IntValue(i)),
+            None => Some(any_value::Value::DoubleValue(n.as_f64().unwrap_or(0.0))),
+        },
+        J::String(s) => Some(any_value::Value::StringValue(s)),
+        J::Array(a) => Some(any_value::Value::ArrayValue(ArrayValue {
+            values: a.into_iter().map(from_json).collect(),
+        })),
+        J::Object(o) => Some(any_value::Value::KvlistValue(KeyValueList {
+            values: o
+                .into_iter()
+                .map(|(key, v)| KeyValue {
+                    key,
+                    value: Some(from_json(v)),
+                    ..Default::default()
+                })
+                .collect(),
+        })),
+    };
+    AnyValue { value }
+}
+
+fn as_i32(v: &Value, what: &str) -> Result<i32, BatchError> {
+    match v {
+        Value::Int(i) => i32::try_from(*i).map_err(|_| BatchError::Invalid(format!("{what} out of range"))),
+        _ => Err(BatchError::Invalid(format!("{what} must be an int"))),
+    }
+}
+
+fn as_string(v: Value, what: &str) -> Result<String, BatchError> {
+    match v {
+        Value::Str(s) => Ok(s),
+        _ => Err(BatchError::Invalid(format!("{what} must be a string"))),
+    }
+}
+
+/// Checks that an edit names an existing entity and a settable field.
+pub fn check(ix: &Index, tree: &Otlp, edit: &Edit) -> Result<(), BatchError> {
+    match edit {
+        Edit::Attribute { level, entity, .. } => {
+            if *entity as usize >= ix.count(*level) {
+                return Err(BatchError::Invalid(format!(
+                    "attribute edit names {level:?} entity {entity}, but the batch has {}",
+                    ix.count(*level)
+                )));
+            }
+        }
+        Edit::Field { field, item, .. } => {
+            if *item as usize >= ix.items.len() {
+                return Err(BatchError::Invalid(format!(
+                    "field edit names item {item}, but the batch has {}",
+                    ix.items.len()
+                )));
+            }
+            let ok = match tree {
+                Otlp::Traces(_) => matches!(
+                    field,
+                    Field::Name | Field::Kind | Field::StatusCode | Field::StatusMessage | Field::TraceState
+                ),
+                Otlp::Logs(_) => matches!(
+                    field,
+                    Field::Body | Field::SeverityText | Field::SeverityNumber | Field::EventName
+                ),
+                Otlp::Metrics(_) => matches!(field, Field::Name | Field::Unit),
+            };
+            if !ok {
+                return Err(BatchError::Invalid(format!(
+                    "field {field:?} cannot be set on this signal"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn apply(tree: &mut Otlp, ix: &Index, edit: Edit) -> Result<(), BatchError> {
+    match edit {
+        Edit::Attribute {
+            level,
+            entity,
+            key,
+            value,
+        } => {
+            let attrs = tree
+                .attrs_mut(ix, level, entity as usize)
+                .ok_or_else(|| BatchError::Invalid(format!("no {level:?} entity {entity}")))?;
+            match value {
+                Some(v) => {
+                    let any = to_any(v)?;
+                    match attrs.iter_mut().find(|kv| kv.key == key) {
+                        Some(kv) => kv.value = Some(any),
+                        None => attrs.push(KeyValue {
+                            key,
+                            value: Some(any),
+                            ..Default::default()
+                        }),
+                    }
+                }
+                None => attrs.retain(|kv| kv.key != key),
+            }
+        }
+        Edit::Field { field, item, value } => {
+            let [sc, i, _] = ix.items[item as usize];
+            let [r, s] = ix.scopes[sc as usize];
+            let (r, s, i) = (r as usize, s as usize, i as usize);
+            match tree {
+                Otlp::Traces(q) => {
+                    let span = &mut q.resource_spans[r].scope_spans[s].spans[i];
+                    match field {
+                        Field::Name => span.name = as_string(value, "name")?,
+                        Field::Kind => span.kind = as_i32(&value, "kind")?,
+                        Field::StatusCode => {
+                            span.status.get_or_insert_with(Status::default).code =
+                                as_i32(&value, "status code")?
+                        }
+                        Field::StatusMessage => {
+                            span.status.get_or_insert_with(Status::default).message =
+                                as_string(value, "status message")?
+                        }
+                        Field::TraceState => span.trace_state = as_string(value, "trace state")?,
+                        _ => {}
+                    }
+                }
+                Otlp::Logs(q) => {
+                    let log = &mut q.resource_logs[r].scope_logs[s].log_records[i];
+                    match field {
+                        Field::Body => log.body = Some(to_any(value)?),
+                        Field::SeverityText => log.severity_text = as_string(value, "severity text")?,
+                        Field::SeverityNumber => log.severity_number = as_i32(&value, "severity number")?,
+                        Field::EventName => log.event_name = as_string(value, "event name")?,
+                        _ => {}
+                    }
+                }
+                Otlp::Metrics(q) => {
+                    let metric = &mut q.resource_metrics[r].scope_metrics[s].metrics[i];
+                    match field {
+                        Field::Name => metric.name = as_string(value, "name")?,
+                        Field::Unit => metric.unit = as_string(value, "unit")?,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! The host side of a plugin batch.
+//!
+//! A [`HostBatch`] decodes a pipeline [`Batch`] once, serves the plugin
+//! contract's bulk reads from the decoded tree ([`BatchAccess`]), applies each
+//! plugin's [`Changes`] natively, and at the end re-encodes one batch per route —
+//! or hands back the original bytes untouched when no plugin changed anything.
+
+mod columns;
+mod edit;
+mod output;
+mod tree;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use weir_pipeline::Batch;
+use weir_plugin_sdk::{AttributeTable, BatchAccess, Changes, Column, Field, Level, Signal};
+
+use crate::tree::{Index, Otlp};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BatchError {
+    #[error("cannot decode the batch: {0}")]
+    Decode(String),
+    #[error("invalid change from plugin: {0}")]
+    Invalid(String),
+}
+
+/// What applying one plugin's changes did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub edits: usize,
+    pub dropped: usize,
+    pub routed: usize,
+}
+
+pub struct HostBatch {
+    signal: weir_pipeline::Signal,
+    /// The request as received, while nothing has changed it.
+    original: Option<Bytes>,
+    tree: Otlp,
+    index: Index,
+    /// Route id per item (0 = the pipeline's default route).
+    routes: Vec<u16>,
+    route_names: Vec<String>,
+}
+
+fn decode(signal: weir_pipeline::Signal, bytes: &[u8]) -> Result<Otlp, BatchError> {
+    let err = |e: prost::DecodeError| BatchError::Decode(e.to_string());
+    Ok(match signal {
+        weir_pipeline::Signal::Traces => Otlp::Traces(ExportTraceServiceRequest::decode(bytes).map_err(err)?),
+        weir_pipeline::Signal::Logs => Otlp::Logs(ExportLogsServiceRequest::decode(bytes).map_err(err)?),
+        weir_pipeline::Signal::Metrics => {
+            Otlp::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(err)?)
+        }
+    })
+}
+
+fn encode(tree: &Otlp) -> Bytes {
+    Bytes::from(match tree {
+        Otlp::Traces(q) => q.encode_to_vec(),
+        Otlp::Logs(q) => q.encode_to_vec(),
+        Otlp::Metrics(q) => q.encode_to_vec(),
+    })
+}
+
+impl HostBatch {
+    pub fn decode(batch: &Batch) -> Result<Self, BatchError> {
+        let tree = decode(batch.signal, &batch.payload)?;
+        let index = tree.index();
+        Ok(HostBatch {
+            signal: batch.signal,
+            original: Some(batch.payload.clone()),
+            routes: vec![0; index.items.len()],
+            tree,
+            index,
+            route_names: Vec::new(),
+        })
+    }
+
+    pub fn items(&self) -> usize {
+        self.index.items.len()
+    }
+
+    /// Applies one plugin's changes: all of them, or (if any is invalid) none.
+    pub fn apply(&mut self, changes: Changes) -> Result<Applied, BatchError> {
+        if changes.is_empty() {
+            return Ok(Applied::default());
+        }
+        let replaced = match changes.replace {
+            Some(otlp) => {
+                let tree = decode(self.signal, &otlp)?;
+                let index = tree.index();
+                Some((tree, index))
+            }
+            None => None,
+        };
+        {
+            let (tree, ix) = match &replaced {
+                Some((t, i)) => (t, i),
+                None => (&self.tree, &self.index),
+            };
+            for e in &changes.edits {
+                edit::check(ix, tree, e)?;
+            }
+            let n = ix.items.len();
+            let out_of_range = |items: &[u32]| items.iter().find(|&&i| i as usize >= n).copied();
+            if let Some(i) = out_of_range(&changes.drops) {
+                return Err(BatchError::Invalid(format!(
+                    "drop names item {i}, but the batch has {n}"
+                )));
+            }
+            for (_, items) in &changes.routes {
+                if let Some(i) = out_of_range(items) {
+                    return Err(BatchError::Invalid(format!(
+                        "route names item {i}, but the batch has {n}"
+                    )));
+                }
+            }
+        }
+        self.original = None;
+        if let Some((tree, index)) = replaced {
+            self.routes = vec![0; index.items.len()];
+            self.tree = tree;
+            self.index = index;
+        }
+        let mut applied = Applied {
+            edits: changes.edits.len(),
+            ..Applied::default()
+        };
+        for e in changes.edits {
+            edit::apply(&mut self.tree, &self.index, e)?;
+        }
+        for (name, items) in changes.routes {
+            let id = match self.route_names.iter().position(|r| *r == name) {
+                Some(p) => p + 1,
+                None => {
+                    self.route_names.push(name);
+                    self.route_names.len()
+                }
+            };
+            let id = u16::try_from(id).map_err(|_| BatchError::Invalid("too many route names".into()))?;
+            applied.routed += items.len();
+            for i in items {
+                self.routes[i as usize] = id;
+            }
+        }
+        if !changes.drops.is_empty() {
+            let mut keep = vec![true; self.index.items.len()];
+            for i in changes.drops {
+                keep[i as usize] = false;
+            }
+            applied.dropped = keep.iter().filter(|k| !**k).count();
+            output::retain(&mut self.tree, &keep);
+            let mut k = 0;
+            self.routes.retain(|_| {
+                let v = keep[k];
+                k += 1;
+                v
+            });
+            self.index = self.tree.index();
+        }
+        Ok(applied)
+    }
+
+    /// The result: one batch per route name used (`None` = default route), with
+    /// the original bytes when nothing changed.
+    pub fn finish(self) -> Vec<(Option<String>, Batch)> {
+        let signal = self.signal;
+        let items = self.index.items.len();
+        if items == 0 {
+            return Vec::new();
+        }
+        if let Some(original) = self.original {
+            return vec![(None, Batch::new(signal, original, items))];
+        }
+        let mut ids: Vec<u16> = self.routes.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        let name = |id: u16| (id > 0).then(|| self.route_names[id as usize - 1].clone());
+        if let [only] = ids[..] {
+            return vec![(name(only), Batch::new(signal, encode(&self.tree), items))];
+        }
+        ids.iter()
+            .map(|&id| {
+                let keep: Vec<bool> = self.routes.iter().map(|r| *r == id).collect();
+                let n = keep.iter().filter(|k| **k).count();
+                let mut tree = self.tree.clone();
+                output::retain(&mut tree, &keep);
+                (name(id), Batch::new(signal, encode(&tree), n))
+            })
+            .collect()
+    }
+}
+
+impl BatchAccess for HostBatch {
+    fn signal(&self) -> Signal {
+        match self.signal {
+            weir_pipeline::Signal::Traces => Signal::Traces,
+            weir_pipeline::Signal::Logs => Signal::Logs,
+            weir_pipeline::Signal::Metrics => Signal::Metrics,
+        }
+    }
+
+    fn len(&self) -> u32 {
+        u32::try_from(self.index.items.len()).unwrap_or(u32::MAX)
+    }
+
+    fn count(&self, level: Level) -> u32 {
+        u32::try_from(self.index.count(level)).unwrap_or(u32::MAX)
+    }
+
+    fn owners(&self, level: Level) -> Vec<u32> {
+        self.index.owners(level)
+    }
+
+    fn read_field(&self, field: Field) -> Column {
+        columns::read_field(&self.tree, &self.index, field)
+    }
+
+    fn read_attribute(&self, level: Level, key: &str) -> Column {
+        columns::read_attribute(&self.tree, &self.index, level, key)
+    }
+
+    fn read_attributes(&self, level: Level) -> AttributeTable {
+        columns::read_attributes(&self.tree, &self.index, level)
+    }
+
+    fn to_otlp(&self) -> Vec<u8> {
+        match &self.original {
+            Some(b) => b.to_vec(),
+            None => encode(&self.tree).to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

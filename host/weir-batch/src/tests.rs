@@ -1,0 +1,222 @@
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use weir_plugin_sdk::{Edit, Value, ValueRef};
+
+use super::*;
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn span(name: &str, id: u8) -> Span {
+    Span {
+        name: name.into(),
+        trace_id: vec![id; 16],
+        span_id: vec![id; 8],
+        kind: 2,
+        attributes: vec![kv("n", name), kv("user.email", "a@b.c")],
+        events: vec![Event {
+            name: "ev".into(),
+            attributes: vec![kv("secret", "s")],
+            ..Default::default()
+        }],
+        links: vec![Link {
+            attributes: vec![kv("l", "x")],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Two resources (svc-a with spans a1, a2; svc-b with b1).
+fn batch() -> Batch {
+    let rs = |svc: &str, spans: Vec<Span>| ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", svc)],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![
+            rs("svc-a", vec![span("a1", 1), span("a2", 2)]),
+            rs("svc-b", vec![span("b1", 3)]),
+        ],
+    };
+    Batch::new(weir_pipeline::Signal::Traces, Bytes::from(req.encode_to_vec()), 3)
+}
+
+fn decode_traces(b: &Batch) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest::decode(b.payload.clone()).expect("valid")
+}
+
+#[test]
+fn numbers_entities_and_reads_columns() {
+    let hb = HostBatch::decode(&batch()).expect("decode");
+    assert_eq!(hb.len(), 3);
+    assert_eq!(hb.count(Level::Resource), 2);
+    assert_eq!(hb.count(Level::Event), 3);
+    assert_eq!(hb.owners(Level::Item), vec![0, 0, 1]);
+    assert_eq!(hb.owners(Level::Scope), vec![0, 1]);
+    let names = hb.read_field(Field::Name);
+    assert_eq!((names.str(0), names.str(1), names.str(2)), ("a1", "a2", "b1"));
+    assert_eq!(hb.read_field(Field::TraceId).get(2), &[3u8; 16][..]);
+    assert_eq!(hb.read_field(Field::Kind).u32(0), 2);
+    let svc = hb.read_attribute(Level::Resource, "service.name");
+    assert_eq!(svc.value(1), ValueRef::Str("svc-b"));
+    assert_eq!(
+        hb.read_attribute(Level::Item, "missing").value(0),
+        ValueRef::Absent
+    );
+    let t = hb.read_attributes(Level::Item);
+    assert_eq!(t.entity_offsets, vec![0, 2, 4, 6]);
+    assert_eq!(t.keys.str(1), "user.email");
+}
+
+#[test]
+fn untouched_batch_keeps_its_bytes() {
+    let b = batch();
+    let hb = HostBatch::decode(&b).expect("decode");
+    let out = hb.finish();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.payload, b.payload);
+}
+
+#[test]
+fn edits_drops_and_routes_apply_natively() {
+    let mut hb = HostBatch::decode(&batch()).expect("decode");
+    let applied = hb
+        .apply(Changes {
+            edits: vec![
+                Edit::Attribute {
+                    level: Level::Item,
+                    entity: 0,
+                    key: "user.email".into(),
+                    value: Some(Value::Str("***".into())),
+                },
+                Edit::Attribute {
+                    level: Level::Event,
+                    entity: 2,
+                    key: "secret".into(),
+                    value: None,
+                },
+                Edit::Attribute {
+                    level: Level::Resource,
+                    entity: 1,
+                    key: "team".into(),
+                    value: Some(Value::Json("[1, \"x\"]".into())),
+                },
+                Edit::Field {
+                    field: Field::Name,
+                    item: 2,
+                    value: Value::Str("renamed".into()),
+                },
+            ],
+            drops: vec![1],
+            routes: vec![("tenant-b".into(), vec![2])],
+            replace: None,
+        })
+        .expect("valid");
+    assert_eq!(applied.dropped, 1);
+    assert_eq!(hb.len(), 2);
+    let out = hb.finish();
+    assert_eq!(out.len(), 2);
+    let (default, routed) = (&out[0], &out[1]);
+    assert_eq!(default.0, None);
+    assert_eq!(routed.0.as_deref(), Some("tenant-b"));
+    let d = decode_traces(&default.1);
+    let a1 = &d.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(d.resource_spans.len(), 1);
+    assert_eq!(a1.attributes[1], kv("user.email", "***"));
+    let r = decode_traces(&routed.1);
+    let b1 = &r.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(b1.name, "renamed");
+    assert!(b1.events[0].attributes.is_empty());
+    let team = &r.resource_spans[0]
+        .resource
+        .as_ref()
+        .expect("resource")
+        .attributes[1];
+    assert!(matches!(
+        team.value.as_ref().and_then(|v| v.value.as_ref()),
+        Some(any_value::Value::ArrayValue(a)) if a.values.len() == 2
+    ));
+    assert_eq!((default.1.items, routed.1.items), (1, 1));
+}
+
+#[test]
+fn invalid_changes_change_nothing() {
+    let b = batch();
+    let mut hb = HostBatch::decode(&b).expect("decode");
+    let bad = Changes {
+        edits: vec![Edit::Attribute {
+            level: Level::Item,
+            entity: 0,
+            key: "k".into(),
+            value: Some(Value::Str("v".into())),
+        }],
+        drops: vec![99],
+        ..Changes::default()
+    };
+    assert!(hb.apply(bad).is_err());
+    let field = Changes {
+        edits: vec![Edit::Field {
+            field: Field::Body,
+            item: 0,
+            value: Value::Str("x".into()),
+        }],
+        ..Changes::default()
+    };
+    assert!(hb.apply(field).is_err());
+    assert_eq!(hb.finish()[0].1.payload, b.payload);
+}
+
+#[test]
+fn replace_swaps_the_whole_batch() {
+    let mut hb = HostBatch::decode(&batch()).expect("decode");
+    let one = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span("only", 9)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    hb.apply(Changes {
+        replace: Some(one.encode_to_vec()),
+        ..Changes::default()
+    })
+    .expect("valid");
+    assert_eq!(hb.len(), 1);
+    assert!(
+        hb.apply(Changes {
+            replace: Some(b"\xff\xff".to_vec()),
+            ..Changes::default()
+        })
+        .is_err()
+    );
+}
+
+#[test]
+fn dropping_everything_yields_nothing() {
+    let mut hb = HostBatch::decode(&batch()).expect("decode");
+    hb.apply(Changes {
+        drops: vec![0, 1, 2],
+        ..Changes::default()
+    })
+    .expect("valid");
+    assert!(hb.finish().is_empty());
+}

@@ -1,0 +1,98 @@
+//! Misbehaves on purpose, as its config says, so tests can check that weir
+//! contains each failure and applies the plugin's failure policy.
+
+use serde::Deserialize;
+use weir_plugin_sdk::{Batch, Level, Plugin, PluginError, parse_config};
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    /// Behaves: tags every item with misbehave=ok.
+    Ok,
+    /// Never returns.
+    Loop,
+    /// Allocates until the memory cap stops it.
+    Oom,
+    /// Traps (Rust panic → unreachable).
+    Trap,
+    /// Returns an error.
+    Error,
+    /// Sends edits that name items that do not exist.
+    Garbage,
+    /// Prints a lot to stdout and stderr.
+    Chatty,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    mode: Mode,
+    /// Misbehave only on every n-th batch (1 = always).
+    #[serde(default = "one")]
+    every: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+pub struct Misbehave {
+    config: Config,
+    seen: u64,
+}
+
+impl Plugin for Misbehave {
+    fn init(config: &str) -> Result<Self, String> {
+        let config: Config = parse_config(config)?;
+        if config.every == 0 {
+            return Err("every: must be at least 1".into());
+        }
+        Ok(Misbehave { config, seen: 0 })
+    }
+
+    fn process(&mut self, batch: &Batch) -> Result<(), PluginError> {
+        self.seen += 1;
+        let mode = if self.seen % self.config.every == 0 {
+            self.config.mode
+        } else {
+            Mode::Ok
+        };
+        match mode {
+            Mode::Ok => {
+                for i in 0..batch.len() {
+                    batch.set_attribute(Level::Item, i, "misbehave", "ok");
+                }
+                Ok(())
+            }
+            Mode::Loop => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            Mode::Oom => {
+                let mut hog: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hog.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hog);
+                }
+            }
+            Mode::Trap => panic!("misbehave: deliberate trap"),
+            Mode::Error => Err(PluginError::new("misbehave: deliberate error")),
+            Mode::Garbage => {
+                batch.set_attribute(Level::Item, 1 << 30, "k", "v");
+                batch.drop_item(1 << 30);
+                Ok(())
+            }
+            Mode::Chatty => {
+                for i in 0..10_000 {
+                    println!("misbehave stdout line {i}");
+                    eprintln!("misbehave stderr line {i}");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+weir_plugin_sdk::export_plugin!(Misbehave);
