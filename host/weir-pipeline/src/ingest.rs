@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::export::Refusal;
+use crate::pipeline::PipelineError;
+use crate::process::Rejection;
 use crate::metrics::{ReceiverLabels, RefusedLabels};
 use crate::{Batch, Metrics, Pipeline, Signal};
 
@@ -24,6 +26,12 @@ pub enum SubmitError {
     /// Shutting down (gRPC UNAVAILABLE, HTTP 503).
     #[error("weir is shutting down")]
     ShuttingDown,
+    /// A plugin with the reject policy failed (gRPC UNAVAILABLE, HTTP 503): retry.
+    #[error("{0}")]
+    PluginRejected(String),
+    /// The data cannot be processed (gRPC INVALID_ARGUMENT, HTTP 400).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub struct Ingest {
@@ -60,9 +68,11 @@ impl Ingest {
         self.closed.store(true, Ordering::SeqCst);
     }
 
-    /// Admits a batch into every pipeline of its signal, or into none.
-    pub fn submit(&self, transport: &'static str, batch: Batch) -> Result<(), SubmitError> {
-        let result = self.try_submit(&batch);
+    /// Admits a batch into every pipeline of its signal, or into none: room is
+    /// reserved in every exporter queue, every pipeline's plugins run, and only
+    /// then is anything enqueued.
+    pub async fn submit(&self, transport: &'static str, batch: Batch) -> Result<(), SubmitError> {
+        let result = self.try_submit(&batch).await;
         let counters = self.metrics.signal(batch.signal);
         match &result {
             Ok(()) => counters
@@ -78,6 +88,8 @@ impl Ingest {
                     SubmitError::Full => "queue_full",
                     SubmitError::TooLarge { .. } => "too_large",
                     SubmitError::ShuttingDown => "shutting_down",
+                    SubmitError::PluginRejected(_) => "plugin_rejected",
+                    SubmitError::Invalid(_) => "invalid",
                 };
                 counters
                     .refused
@@ -92,7 +104,7 @@ impl Ingest {
         result
     }
 
-    fn try_submit(&self, batch: &Batch) -> Result<(), SubmitError> {
+    async fn try_submit(&self, batch: &Batch) -> Result<(), SubmitError> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
         }
@@ -100,21 +112,31 @@ impl Ingest {
         if pipelines.is_empty() {
             return Err(SubmitError::NoPipeline(batch.signal));
         }
-        let refusal = |r: Refusal| match r {
-            Refusal::Full => SubmitError::Full,
-            Refusal::TooLarge { capacity } => SubmitError::TooLarge {
+        let error = |e: PipelineError| match e {
+            PipelineError::Refused(Refusal::Full) => SubmitError::Full,
+            PipelineError::Refused(Refusal::TooLarge { capacity }) => SubmitError::TooLarge {
                 items: batch.items,
                 capacity,
             },
-            Refusal::Closed => SubmitError::ShuttingDown,
+            PipelineError::Refused(Refusal::Closed) => SubmitError::ShuttingDown,
+            PipelineError::Rejected(r @ Rejection::Plugin { .. }) => SubmitError::PluginRejected(r.to_string()),
+            PipelineError::Rejected(Rejection::Invalid(m)) => SubmitError::Invalid(m),
         };
-        let reservations = pipelines
-            .iter()
-            .map(|p| p.reserve(batch.items))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(refusal)?;
-        for r in reservations {
-            r.commit(batch).map_err(refusal)?;
+        let mut reserved = Vec::with_capacity(pipelines.len());
+        for p in pipelines {
+            let r = p.reserve(batch.items).map_err(|e| error(PipelineError::Refused(e)))?;
+            reserved.push(r);
+        }
+        let mut processed = Vec::with_capacity(pipelines.len());
+        for p in pipelines {
+            let out = p
+                .process(batch.clone(), &self.metrics)
+                .await
+                .map_err(|e| error(PipelineError::Rejected(e)))?;
+            processed.push(out);
+        }
+        for ((p, r), out) in pipelines.iter().zip(reserved).zip(processed) {
+            p.commit(r, out).map_err(|e| error(PipelineError::Refused(e)))?;
         }
         Ok(())
     }

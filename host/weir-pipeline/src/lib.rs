@@ -14,6 +14,7 @@ pub mod export;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod process;
 pub mod signal;
 
 pub use batch::Batch;
@@ -21,4 +22,5 @@ pub use export::{ExportError, ExportOutcome, ExportStage, Exporter, StageSetting
 pub use ingest::{Ingest, SubmitError};
 pub use metrics::Metrics;
 pub use pipeline::Pipeline;
+pub use process::{BatchProcessor, Processed, Rejection};
 pub use signal::Signal;

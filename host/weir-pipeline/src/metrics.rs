@@ -3,7 +3,8 @@
 //! `weir_exporter_send_failed_log_records_total{reason=...}`, queue size/capacity.
 //!
 //! Reconciliation: for each signal,
-//! accepted = sent + send_failed + queue_size (items queued or in flight).
+//! accepted = sent + send_failed + pipeline_dropped + queue_size (items queued
+//! or in flight), per exporter of each pipeline.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -41,6 +42,12 @@ pub struct FailedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedLabels {
+    pub pipeline: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
     pub exporter: String,
     pub signal: String,
@@ -53,6 +60,7 @@ pub struct SignalCounters {
     pub refused: Family<RefusedLabels, Counter>,
     pub sent: Family<ExporterLabels, Counter>,
     pub send_failed: Family<FailedLabels, Counter>,
+    pub dropped: Family<DroppedLabels, Counter>,
 }
 
 type Refresher = Box<dyn Fn() + Send + Sync>;
@@ -96,6 +104,11 @@ impl Metrics {
                 format!("exporter_send_failed_{noun}"),
                 format!("Number of {noun} in failed attempts to send to destination, by reason."),
                 c.send_failed.clone(),
+            );
+            registry.register(
+                format!("pipeline_dropped_{noun}"),
+                format!("Number of {noun} removed on purpose by a pipeline's plugins, by reason."),
+                c.dropped.clone(),
             );
         }
         let queue_size = Family::<QueueLabels, Gauge>::default();

@@ -65,7 +65,7 @@ pub fn wire(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Wired> {
             };
             own.push(stage);
         }
-        let pipeline = Arc::new(Pipeline::new(name.clone(), signal, own));
+        let pipeline = Arc::new(Pipeline::new(name.clone(), signal, own, BTreeMap::new()));
         for r in &p.receivers {
             pipelines_of.entry(r.as_str()).or_default().push(pipeline.clone());
         }

@@ -93,15 +93,16 @@ fn out_of_range_to_resource_exhausted(resp: &mut http::Response<tonic::body::Bod
 
 impl tonic::server::UnaryService<Bytes> for ExportService {
     type Response = Bytes;
-    type Future = std::future::Ready<Result<tonic::Response<Bytes>, Status>>;
+    type Future = BoxFuture<'static, Result<tonic::Response<Bytes>, Status>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        std::future::ready(self.handle(request.into_inner()).map(tonic::Response::new))
+        let svc = self.clone();
+        Box::pin(async move { svc.handle(request.into_inner()).await.map(tonic::Response::new) })
     }
 }
 
 impl ExportService {
-    fn handle(&self, payload: Bytes) -> Result<Bytes, Status> {
+    async fn handle(&self, payload: Bytes) -> Result<Bytes, Status> {
         if payload.len() > self.max_request_size {
             return Err(Status::resource_exhausted(format!(
                 "request of {} bytes exceeds the limit of {} bytes",
@@ -116,6 +117,7 @@ impl ExportService {
         }
         self.ingest
             .submit("grpc", Batch::new(self.signal, payload, items))
+            .await
             .map_err(status_of)?;
         // An empty Export*ServiceResponse: full success, no partial_success.
         Ok(Bytes::new())
@@ -125,7 +127,8 @@ impl ExportService {
 pub fn status_of(e: SubmitError) -> Status {
     let code = match e {
         SubmitError::NoPipeline(_) => Code::Unimplemented,
-        SubmitError::Full | SubmitError::ShuttingDown => Code::Unavailable,
+        SubmitError::Full | SubmitError::ShuttingDown | SubmitError::PluginRejected(_) => Code::Unavailable,
+        SubmitError::Invalid(_) => Code::InvalidArgument,
         SubmitError::TooLarge { .. } => Code::ResourceExhausted,
     };
     Status::new(code, e.to_string())

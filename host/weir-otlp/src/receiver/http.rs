@@ -181,6 +181,7 @@ async fn accept(signal: Signal, state: &HttpState, headers: &HeaderMap, body: Bo
     state
         .ingest
         .submit("http", Batch::new(signal, payload, items))
+        .await
         .map_err(failure_of)
 }
 
@@ -191,7 +192,8 @@ fn failure_of(e: SubmitError) -> Failure {
         SubmitError::TooLarge { .. } => {
             Failure::new(StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, message)
         }
-        SubmitError::Full | SubmitError::ShuttingDown => Failure {
+        SubmitError::Invalid(_) => Failure::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, message),
+        SubmitError::Full | SubmitError::ShuttingDown | SubmitError::PluginRejected(_) => Failure {
             retry_after: true,
             ..Failure::new(StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, message)
         },
