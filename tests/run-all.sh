@@ -13,12 +13,18 @@ cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+# Release builds throughout: the e2e suite and the benchmarks run optimised code,
+# and tests reuse the same artifacts instead of compiling wasmtime twice.
 step "cargo test"
-cargo test --workspace --quiet
+cargo test --workspace --release --quiet
 
-step "cargo build -p weir"
-cargo build -p weir --quiet
-export WEIR_BIN="${WEIR_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/weir}"
+step "cargo build --release -p weir"
+cargo build --release -p weir --quiet
+export WEIR_BIN="${WEIR_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/weir}"
+
+step "plugins (wasm32-wasip2 components)"
+plugins/build.sh >/dev/null
+export WEIR_PLUGIN_DIR="${WEIR_PLUGIN_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/wasm32-wasip2/release}"
 
 step "python venv (tests/.venv)"
 venv=tests/.venv

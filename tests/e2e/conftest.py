@@ -2,7 +2,7 @@
 
 - `sink`: a real OTLP/gRPC server recording what weir exports (see otlp_helpers.OtlpSink).
 - `start_weir(**config)`: writes a config into the test's tmp_path, starts
-  `weir run --config` (binary: $WEIR_BIN or target/debug/weir), waits for /ready.
+  `weir run --config` (binary: $WEIR_BIN or target/release/weir), waits for /ready.
   At teardown every weir still running gets SIGTERM and must exit 0.
 - `weir`: one weir with the default config (all three signals) exporting to `sink`.
 

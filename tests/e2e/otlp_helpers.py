@@ -35,7 +35,7 @@ MiB = 1024 * 1024
 
 
 def weir_bin() -> Path:
-    return Path(os.environ.get("WEIR_BIN") or REPO_ROOT / "target" / "debug" / "weir")
+    return Path(os.environ.get("WEIR_BIN") or REPO_ROOT / "target" / "release" / "weir")
 
 
 # ---------------------------------------------------------------------------
@@ -593,7 +593,7 @@ class Weir:
 
     def start(self, ready_timeout: float = 20) -> "Weir":
         binary = weir_bin()
-        assert binary.exists(), f"weir binary not found at {binary}; run `cargo build -p weir` or set WEIR_BIN"
+        assert binary.exists(), f"weir binary not found at {binary}; run `cargo build --release -p weir` or set WEIR_BIN"
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")

@@ -14,6 +14,7 @@ import pytest
 import requests
 import zstandard
 from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.logs.v1 import logs_pb2
@@ -23,6 +24,17 @@ from otlp_helpers import MiB, make_trace_request, span_ids_of, wait_until
 # A length-delimited field 1 claiming ~256 MiB, followed by fewer bytes: truncated in
 # every protobuf decoder.
 MALFORMED_PROTOBUF = b"\x0a\xff\xff\xff\x7f" + random.Random(7).randbytes(200)
+
+
+def assert_status_body(r: requests.Response, json_body: bool) -> None:
+    """Errors are answered in the request's content type, as a google.rpc.Status."""
+    ctype = r.headers.get("Content-Type", "")
+    if json_body:
+        assert ctype.startswith("application/json"), r.headers
+        assert r.json().get("message"), r.text
+    else:
+        assert ctype.startswith("application/x-protobuf"), r.headers
+        assert status_pb2.Status.FromString(r.content).message, r.content
 
 
 def assert_still_serves(weir, sink, transport: str = "http") -> None:
@@ -45,6 +57,7 @@ def test_malformed_protobuf_is_400(weir, sink):
         trace_service_pb2.ExportTraceServiceRequest.FromString(MALFORMED_PROTOBUF)
     r = weir.post("traces", MALFORMED_PROTOBUF)
     assert r.status_code == 400, f"{r.status_code}: {r.text[:300]}"
+    assert_status_body(r, json_body=False)
     assert_still_serves(weir, sink)
     assert sink.spans() and all(s.span.name.startswith("after-bad") for s in sink.spans())
 
@@ -53,6 +66,7 @@ def test_malformed_json_is_400(weir, sink):
     for body in (b'{"resourceSpans": [', b"not json at all", b'{"resourceSpans": "nope"}'):
         r = weir.post("traces", body, content_type="application/json")
         assert r.status_code == 400, f"{body!r}: {r.status_code}: {r.text[:300]}"
+        assert_status_body(r, json_body=True)
     assert_still_serves(weir, sink)
 
 
@@ -77,11 +91,17 @@ def test_oversized_body_is_413(start_weir, sink):
     assert len(big) > 64 * 1024
     r = weir.post("traces", big)
     assert r.status_code == 413, f"{r.status_code}: {r.text[:300]}"
+    assert_status_body(r, json_body=False)
     # The same limit applies after decompression: a small gzip body that inflates past it.
     compressed = gzip.compress(big)
     assert len(compressed) < 64 * 1024
     r = weir.post("traces", compressed, headers={"Content-Encoding": "gzip"})
     assert r.status_code == 413, f"gzip: {r.status_code}: {r.text[:300]}"
+    # Chunked (no Content-Length): the limit is enforced while reading.
+    r = requests.post(weir.http_url("traces"), data=iter([big[i:i + 8192] for i in range(0, len(big), 8192)]),
+                      headers={"Content-Type": "application/x-protobuf"}, timeout=10)
+    assert r.request.headers.get("Transfer-Encoding") == "chunked"
+    assert r.status_code == 413, f"chunked: {r.status_code}: {r.text[:300]}"
     # JSON too.
     r = weir.post("traces", b'{"resourceSpans": [], "pad": "' + b"x" * (80 * 1024) + b'"}',
                   content_type="application/json")

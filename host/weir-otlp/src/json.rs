@@ -19,37 +19,20 @@ pub struct JsonError(String);
 /// Transcodes an OTLP/JSON export request into protobuf, with its item count.
 pub fn to_protobuf(signal: Signal, body: &[u8]) -> Result<(Bytes, usize), JsonError> {
     let err = |e: serde_json::Error| JsonError(e.to_string());
-    let (bytes, items) = match signal {
-        Signal::Traces => {
-            let r: ExportTraceServiceRequest = serde_json::from_slice(body).map_err(err)?;
-            let n = r
-                .resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .map(|s| s.spans.len())
-                .sum();
-            (r.encode_to_vec(), n)
-        }
-        Signal::Logs => {
-            let r: ExportLogsServiceRequest = serde_json::from_slice(body).map_err(err)?;
-            let n = r
-                .resource_logs
-                .iter()
-                .flat_map(|r| &r.scope_logs)
-                .map(|s| s.log_records.len())
-                .sum();
-            (r.encode_to_vec(), n)
-        }
-        Signal::Metrics => {
-            let r: ExportMetricsServiceRequest = serde_json::from_slice(body).map_err(err)?;
-            let bytes = r.encode_to_vec();
-            // Count with the same rules as protobuf requests.
-            let n =
-                crate::wire::count_items(Signal::Metrics, &bytes).map_err(|e| JsonError(e.to_string()))?;
-            (bytes, n)
-        }
+    let bytes = match signal {
+        Signal::Traces => serde_json::from_slice::<ExportTraceServiceRequest>(body)
+            .map_err(err)?
+            .encode_to_vec(),
+        Signal::Logs => serde_json::from_slice::<ExportLogsServiceRequest>(body)
+            .map_err(err)?
+            .encode_to_vec(),
+        Signal::Metrics => serde_json::from_slice::<ExportMetricsServiceRequest>(body)
+            .map_err(err)?
+            .encode_to_vec(),
     };
-    Ok((Bytes::from(bytes), items))
+    // Count (and check ids) with the same rules as protobuf requests.
+    let n = crate::wire::count_items(signal, &bytes).map_err(|e| JsonError(e.to_string()))?;
+    Ok((Bytes::from(bytes), n))
 }
 
 #[cfg(test)]

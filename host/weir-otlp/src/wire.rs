@@ -152,8 +152,12 @@ pub fn count_items(signal: Signal, request: &[u8]) -> Result<usize, WireError> {
             each(scope, at, 2, |item, at| {
                 match signal {
                     Signal::Metrics => n += data_points(item, at)?,
-                    _ => {
-                        shallow(item, at)?;
+                    Signal::Traces => {
+                        check_ids(item, at, SPAN_IDS)?;
+                        n += 1;
+                    }
+                    Signal::Logs => {
+                        check_ids(item, at, LOG_IDS)?;
                         n += 1;
                     }
                 }
@@ -162,6 +166,47 @@ pub fn count_items(signal: Signal, request: &[u8]) -> Result<usize, WireError> {
         })
     })?;
     Ok(n)
+}
+
+/// (field number, allowed lengths, what) of the id fields of an item.
+type IdRule = (u32, &'static [usize], &'static str);
+/// Span: trace_id(1) and span_id(2) are required, parent_span_id(4) optional.
+const SPAN_IDS: &[IdRule] = &[
+    (1, &[16], "span trace_id must be 16 bytes"),
+    (2, &[8], "span span_id must be 8 bytes"),
+    (4, &[0, 8], "span parent_span_id must be empty or 8 bytes"),
+];
+/// Log record: trace_id(9) and span_id(10) are optional.
+const LOG_IDS: &[IdRule] = &[
+    (9, &[0, 16], "log record trace_id must be empty or 16 bytes"),
+    (10, &[0, 8], "log record span_id must be empty or 8 bytes"),
+];
+
+/// Checks an item's framing and the lengths of its id fields; a missing
+/// required id counts as length 0.
+fn check_ids(item: &[u8], base: usize, rules: &[IdRule]) -> Result<(), WireError> {
+    let mut seen = [false; 4];
+    let mut fields = Fields::nested(item, base);
+    while let Some(f) = fields.next_field() {
+        let (number, value, offset) = f?;
+        if let Some(pos) = rules.iter().position(|r| r.0 == number) {
+            let (_, allowed, what) = rules[pos];
+            let len = match value {
+                Value::Bytes(b) => b.len(),
+                _ => usize::MAX,
+            };
+            if !allowed.contains(&len) {
+                return Err(WireError { what, offset });
+            }
+            seen[pos] = true;
+        }
+    }
+    for (pos, (_, allowed, what)) in rules.iter().enumerate() {
+        if !seen[pos] && !allowed.contains(&0) {
+            return Err(WireError { what, offset: base });
+        }
+    }
+    Ok(())
 }
 
 /// Data points of one `Metric`: its data is one of gauge(5), sum(7),
@@ -267,6 +312,16 @@ mod tests {
             }],
         };
         assert_eq!(count_items(Signal::Metrics, &req.encode_to_vec()), Ok(5));
+    }
+
+    #[test]
+    fn rejects_wrong_id_lengths() {
+        let mut req = ExportTraceServiceRequest::decode(&traces(&[1])[..]).expect("valid");
+        req.resource_spans[0].scope_spans[0].spans[0].span_id = vec![1; 4];
+        let err = count_items(Signal::Traces, &req.encode_to_vec()).expect_err("short span id");
+        assert!(err.what.contains("span_id"), "{err}");
+        req.resource_spans[0].scope_spans[0].spans[0].span_id = vec![];
+        assert!(count_items(Signal::Traces, &req.encode_to_vec()).is_err());
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::export::Refusal;
+use crate::metrics::{ReceiverLabels, RefusedLabels};
 use crate::pipeline::PipelineError;
 use crate::process::Rejection;
-use crate::metrics::{ReceiverLabels, RefusedLabels};
 use crate::{Batch, Metrics, Pipeline, Signal};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,12 +119,16 @@ impl Ingest {
                 capacity,
             },
             PipelineError::Refused(Refusal::Closed) => SubmitError::ShuttingDown,
-            PipelineError::Rejected(r @ Rejection::Plugin { .. }) => SubmitError::PluginRejected(r.to_string()),
+            PipelineError::Rejected(r @ Rejection::Plugin { .. }) => {
+                SubmitError::PluginRejected(r.to_string())
+            }
             PipelineError::Rejected(Rejection::Invalid(m)) => SubmitError::Invalid(m),
         };
         let mut reserved = Vec::with_capacity(pipelines.len());
         for p in pipelines {
-            let r = p.reserve(batch.items).map_err(|e| error(PipelineError::Refused(e)))?;
+            let r = p
+                .reserve(batch.items)
+                .map_err(|e| error(PipelineError::Refused(e)))?;
             reserved.push(r);
         }
         let mut processed = Vec::with_capacity(pipelines.len());

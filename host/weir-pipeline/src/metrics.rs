@@ -87,27 +87,27 @@ impl Metrics {
             let noun = signal.item_noun();
             registry.register(
                 format!("receiver_accepted_{noun}"),
-                format!("Number of {noun} successfully pushed into a pipeline."),
+                format!("Number of {noun} successfully pushed into a pipeline"),
                 c.accepted.clone(),
             );
             registry.register(
                 format!("receiver_refused_{noun}"),
-                format!("Number of {noun} that could not be pushed into a pipeline, by reason."),
+                format!("Number of {noun} that could not be pushed into a pipeline, by reason"),
                 c.refused.clone(),
             );
             registry.register(
                 format!("exporter_sent_{noun}"),
-                format!("Number of {noun} successfully sent to destination."),
+                format!("Number of {noun} successfully sent to destination"),
                 c.sent.clone(),
             );
             registry.register(
                 format!("exporter_send_failed_{noun}"),
-                format!("Number of {noun} in failed attempts to send to destination, by reason."),
+                format!("Number of {noun} in failed attempts to send to destination, by reason"),
                 c.send_failed.clone(),
             );
             registry.register(
                 format!("pipeline_dropped_{noun}"),
-                format!("Number of {noun} removed on purpose by a pipeline's plugins, by reason."),
+                format!("Number of {noun} removed on purpose by a pipeline's plugins, by reason"),
                 c.dropped.clone(),
             );
         }
@@ -117,17 +117,17 @@ impl Metrics {
             Family::<QueueLabels, Histogram, fn() -> Histogram>::new_with_constructor(batch_histogram);
         registry.register(
             "exporter_queue_size",
-            "Items currently queued or in flight in an exporter.",
+            "Items currently queued or in flight in an exporter",
             queue_size.clone(),
         );
         registry.register(
             "exporter_queue_capacity",
-            "Items an exporter may hold before receivers refuse data.",
+            "Items an exporter may hold before receivers refuse data",
             queue_capacity.clone(),
         );
         registry.register(
             "exporter_batch_send_size",
-            "Items per batch handed to an exporter.",
+            "Items per batch handed to an exporter",
             batch_send_size.clone(),
         );
         Arc::new(Metrics {

@@ -110,7 +110,9 @@ impl Pipeline {
     }
 
     fn stages_for(&self, route: Option<&str>) -> &[Arc<ExportStage>] {
-        route.and_then(|r| self.routes.get(r)).map_or(&self.default[..], |v| &v[..])
+        route
+            .and_then(|r| self.routes.get(r))
+            .map_or(&self.default[..], |v| &v[..])
     }
 
     /// Hands processed output to the stages of each route, using the room

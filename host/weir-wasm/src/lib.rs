@@ -1,1 +1,153 @@
+//! weir's plugin runtime: plugins are WebAssembly components of the
+//! `weir:plugin@0.1.0` world (wit/plugin.wit), compiled once (and cached on
+//! disk), instantiated from an `InstancePre` into sandboxed stores with a memory
+//! cap and a per-call CPU deadline, and chained per pipeline with a failure
+//! policy each. The same chain can run plugins compiled natively (feature
+//! `native-plugins`), for benchmarks.
 
+mod bindings;
+mod chain;
+mod engine;
+mod metrics;
+mod native;
+mod runner;
+mod stdio;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use chain::{ChainLink, PluginChain};
+pub use engine::sha256_hex;
+pub use metrics::PluginMetrics;
+pub use native::NativeRunner;
+use runner::{WasmRunner, WasmSettings};
+use weir_batch::HostBatch as Tree;
+use weir_pipeline::Metrics;
+use weir_pipeline::config::{PluginConfig, PluginSource};
+use weir_plugin_sdk::Changes;
+
+/// How one plugin call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failure {
+    #[error("returned an error: {0}")]
+    Error(String),
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("exceeded its time limit")]
+    Timeout,
+    #[error("exceeded its memory limit")]
+    MemoryLimit,
+    #[error("returned invalid changes: {0}")]
+    Invalid(String),
+}
+
+impl Failure {
+    /// The `outcome` label of `weir_plugin_calls_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Error(_) => "error",
+            Failure::Trap(_) => "trap",
+            Failure::Timeout => "timeout",
+            Failure::MemoryLimit => "memory_limit",
+            Failure::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// Runs one plugin over one batch: gives the batch back (unchanged) with the
+/// changes the plugin queued, or how it failed.
+pub trait Runner: Send + Sync {
+    fn run(&self, tree: Tree) -> (Option<Tree>, Result<Changes, Failure>);
+}
+
+impl<R: Runner + ?Sized> Runner for Box<R> {
+    fn run(&self, tree: Tree) -> (Option<Tree>, Result<Changes, Failure>) {
+        (**self).run(tree)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot create the Wasm engine: {0}")]
+    Engine(String),
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("sha256 mismatch: the file has {actual}, the config pins {expected}")]
+    Checksum { expected: String, actual: String },
+    #[error("not a valid weir plugin component: {0}")]
+    Compile(String),
+    #[error("the component does not fit the weir:plugin@0.1.0 world: {0}")]
+    Link(String),
+    #[error("cannot instantiate: {0}")]
+    Instantiate(String),
+    #[error("the plugin rejected its config: {0}")]
+    ConfigRejected(String),
+    #[error("{0}")]
+    Builtin(String),
+}
+
+/// Process-wide plugin machinery: one engine, one compile cache, one set of metrics.
+pub struct PluginRuntime {
+    engine: wasmtime::Engine,
+    cache_dir: Option<PathBuf>,
+    metrics: PluginMetrics,
+}
+
+impl PluginRuntime {
+    pub fn new(metrics: &Metrics, cache_dir: Option<PathBuf>) -> Result<Self, RuntimeError> {
+        Ok(PluginRuntime {
+            engine: engine::new_engine()?,
+            cache_dir,
+            metrics: PluginMetrics::register(metrics),
+        })
+    }
+
+    /// Loads, compiles, links and initialises one plugin (one instance is
+    /// created and its `init` run, so a bad config is reported here).
+    pub fn load(
+        &self,
+        name: &str,
+        config: &PluginConfig,
+        base_dir: &Path,
+    ) -> Result<Arc<dyn Runner>, RuntimeError> {
+        let config_json = serde_json::to_string(&config.config).unwrap_or_else(|_| "{}".into());
+        match &config.source {
+            PluginSource::Builtin(builtin) => Ok(Arc::from(native::builtin(builtin, config_json)?)),
+            PluginSource::Path { path, sha256 } => {
+                let full = if path.is_absolute() {
+                    path.clone()
+                } else {
+                    base_dir.join(path)
+                };
+                let wasm = std::fs::read(&full).map_err(|e| RuntimeError::Read {
+                    path: full.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                if let Some(expected) = sha256 {
+                    let actual = sha256_hex(&wasm);
+                    if !actual.eq_ignore_ascii_case(expected) {
+                        return Err(RuntimeError::Checksum {
+                            expected: expected.clone(),
+                            actual,
+                        });
+                    }
+                }
+                let component = engine::load_component(&self.engine, &wasm, self.cache_dir.as_deref())?;
+                let settings = WasmSettings {
+                    name: name.to_string(),
+                    config_json,
+                    memory_limit: config.memory_limit.as_usize().min(engine::MAX_PLUGIN_MEMORY),
+                    timeout: config.timeout.0.max(Duration::from_millis(1)),
+                    max_idle: config.instances.max(1),
+                    output_cap: 64 * 1024,
+                };
+                Ok(Arc::new(WasmRunner::new(&self.engine, &component, settings)?))
+            }
+        }
+    }
+
+    pub fn chain(&self, pipeline: &str, links: Vec<ChainLink>) -> PluginChain {
+        PluginChain::new(pipeline, links, self.metrics.clone())
+    }
+}

@@ -1,6 +1,7 @@
 //! The `weir` command: run pipelines, or validate a config file.
 
 mod demo;
+mod plugins;
 mod run;
 mod wiring;
 
@@ -52,6 +53,26 @@ enum Command {
     },
 }
 
+/// Checks the file, then compiles and initialises its plugins (which may reject
+/// their own config), without opening any port.
+fn validate(path: &std::path::Path) -> ExitCode {
+    let errors = match config::load_file(path) {
+        Ok(config) => match plugins::load(&config, &weir_pipeline::Metrics::new()) {
+            Ok(_) => {
+                println!("{}: configuration OK", path.display());
+                return ExitCode::SUCCESS;
+            }
+            Err(errors) => config::ConfigErrors {
+                source_name: path.display().to_string(),
+                errors,
+            },
+        },
+        Err(errors) => errors,
+    };
+    eprint!("{errors}");
+    ExitCode::FAILURE
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -60,18 +81,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Validate { config } => match config::load_file(&config) {
-            Ok(_) => {
-                println!("{}: configuration OK", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                eprint!("{errors}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Validate { config } => validate(&config),
         Command::Run { config, demo } => {
             let loaded = match &config {
                 Some(path) => config::load_file(path),

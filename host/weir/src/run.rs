@@ -11,7 +11,7 @@ use weir_pipeline::admin::{self, Readiness};
 use weir_pipeline::config::{Config, ReceiverConfig};
 use weir_pipeline::{Ingest, Metrics};
 
-use crate::{demo, wiring};
+use crate::{demo, plugins, wiring};
 
 pub fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -35,7 +35,16 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let ready = Readiness::default();
     let stop = CancellationToken::new();
-    let wired = wiring::wire(&config, &metrics)?;
+    let loaded = plugins::load(&config, &metrics).map_err(|errors| {
+        anyhow::anyhow!(
+            "{}",
+            weir_pipeline::config::ConfigErrors {
+                source_name: "plugins".into(),
+                errors
+            }
+        )
+    })?;
+    let wired = wiring::wire(&config, &metrics, loaded.as_ref())?;
 
     // Bind everything before serving anything, so a port clash fails start-up cleanly.
     let admin_listener = bind(&config.admin.address, "admin.address").await?;

@@ -10,13 +10,20 @@ use weir_otlp::exporter::{ConsoleExporter, GrpcExporter, HttpExporter};
 use weir_pipeline::config::{Config, ExporterConfig, pipeline_signal};
 use weir_pipeline::export::Stages;
 use weir_pipeline::{ExportStage, Exporter, Ingest, Metrics, Pipeline, Signal, StageSettings};
+use weir_wasm::ChainLink;
+
+use crate::plugins::LoadedPlugins;
 
 pub struct Wired {
     pub ingests: BTreeMap<String, Arc<Ingest>>,
     pub stages: Stages,
 }
 
-pub fn wire(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Wired> {
+pub fn wire(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    plugins: Option<&LoadedPlugins>,
+) -> anyhow::Result<Wired> {
     let mut exporters: BTreeMap<&str, Arc<dyn Exporter>> = BTreeMap::new();
     for (name, cfg) in &config.exporters {
         let exporter: Arc<dyn Exporter> = match cfg {
@@ -36,36 +43,65 @@ pub fn wire(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Wired> {
     let mut pipelines_of: BTreeMap<&str, Vec<Arc<Pipeline>>> = BTreeMap::new();
     for (name, p) in &config.pipelines {
         let signal = pipeline_signal(name).with_context(|| format!("pipelines.{name}: unknown signal"))?;
-        let mut own = Vec::new();
-        for e in &p.exporters {
-            let stage = match stage_of.get(&(e.as_str(), signal)) {
-                Some(s) => s.clone(),
-                None => {
-                    let cfg = config
-                        .exporters
-                        .get(e)
-                        .with_context(|| format!("pipelines.{name}: exporter {e} is not defined"))?;
-                    let exporter = exporters
-                        .get(e.as_str())
-                        .with_context(|| format!("exporter {e} was not built"))?
-                        .clone();
-                    let sc = cfg.stage();
-                    let settings = StageSettings {
-                        exporter: e.clone(),
-                        signal,
-                        capacity: sc.queue.capacity,
-                        concurrency: sc.queue.concurrency,
-                        batch: sc.batch,
-                        retry: sc.retry,
-                    };
-                    let s = stages.start(settings, exporter, metrics.clone());
-                    stage_of.insert((e.as_str(), signal), s.clone());
-                    s
-                }
+        let mut stage = |e: &String| -> anyhow::Result<Arc<ExportStage>> {
+            if let Some(s) = stage_of.get(&(e.as_str(), signal)) {
+                return Ok(s.clone());
+            }
+            let cfg = config
+                .exporters
+                .get(e)
+                .with_context(|| format!("pipelines.{name}: exporter {e} is not defined"))?;
+            let exporter = exporters
+                .get(e.as_str())
+                .with_context(|| format!("exporter {e} was not built"))?
+                .clone();
+            let sc = cfg.stage();
+            let settings = StageSettings {
+                exporter: e.clone(),
+                signal,
+                capacity: sc.queue.capacity,
+                concurrency: sc.queue.concurrency,
+                batch: sc.batch,
+                retry: sc.retry,
             };
-            own.push(stage);
+            let s = stages.start(settings, exporter, metrics.clone());
+            let key = config.exporters.get_key_value(e).map_or("", |(k, _)| k.as_str());
+            stage_of.insert((key, signal), s.clone());
+            Ok(s)
+        };
+        let default = p
+            .exporters
+            .iter()
+            .map(&mut stage)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut routes = BTreeMap::new();
+        for (route, names) in &p.routes {
+            routes.insert(
+                route.clone(),
+                names.iter().map(&mut stage).collect::<anyhow::Result<Vec<_>>>()?,
+            );
         }
-        let pipeline = Arc::new(Pipeline::new(name.clone(), signal, own, BTreeMap::new()));
+        let pipeline = Arc::new(Pipeline::new(name.clone(), signal, default, routes));
+        if !p.plugins.is_empty() {
+            let loaded = plugins.context("plugins are listed but none were loaded")?;
+            let links = p
+                .plugins
+                .iter()
+                .map(|n| {
+                    let runner = loaded
+                        .runners
+                        .get(n)
+                        .with_context(|| format!("plugin {n} was not loaded"))?;
+                    let policy = config.plugins.get(n).map(|c| c.on_error).unwrap_or_default();
+                    Ok(ChainLink {
+                        name: n.clone(),
+                        policy,
+                        runner: runner.clone(),
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            pipeline.set_processor(Some(Arc::new(loaded.runtime.chain(name, links))));
+        }
         for r in &p.receivers {
             pipelines_of.entry(r.as_str()).or_default().push(pipeline.clone());
         }

@@ -6,6 +6,9 @@ use crate::types::{AttributeTable, Column, Field, Level, Signal};
 pub trait BatchAccess {
     fn signal(&self) -> Signal;
     fn len(&self) -> u32;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn count(&self, level: Level) -> u32;
     fn owners(&self, level: Level) -> Vec<u32>;
     fn read_field(&self, field: Field) -> Column;

@@ -28,6 +28,10 @@ mod access;
 mod batch;
 pub mod types;
 
+/// An in-memory batch for unit-testing plugins natively.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod wasm;

@@ -110,6 +110,9 @@ impl ExportService {
                 self.max_request_size
             )));
         }
+        if !self.ingest.accepts(self.signal) {
+            return Err(status_of(SubmitError::NoPipeline(self.signal)));
+        }
         let items =
             wire::count_items(self.signal, &payload).map_err(|e| Status::invalid_argument(e.to_string()))?;
         if items == 0 {

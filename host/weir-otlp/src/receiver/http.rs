@@ -136,6 +136,9 @@ fn content_format(headers: &HeaderMap) -> Result<Format, Failure> {
 }
 
 async fn accept(signal: Signal, state: &HttpState, headers: &HeaderMap, body: Body) -> Result<(), Failure> {
+    if !state.ingest.accepts(signal) {
+        return Err(failure_of(SubmitError::NoPipeline(signal)));
+    }
     let limit = state.max_request_size;
     let too_large = || {
         Failure::new(

@@ -11,7 +11,14 @@ use super::model::*;
 use super::{ConfigError, ConfigErrors, env};
 use crate::Signal;
 
-const SECTIONS: &[&str] = &["service", "admin", "receivers", "exporters", "pipelines"];
+const SECTIONS: &[&str] = &[
+    "service",
+    "admin",
+    "receivers",
+    "plugins",
+    "exporters",
+    "pipelines",
+];
 
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let name = path.display().to_string();
@@ -45,6 +52,7 @@ pub fn parse_str(source_name: &str, text: &str) -> Result<Config, ConfigErrors> 
     let service = section::<ServiceConfig>(&table, "service", &mut errors);
     let admin = section::<AdminConfig>(&table, "admin", &mut errors);
     let receivers = named(&table, "receivers", &mut errors, receiver);
+    let plugins = named(&table, "plugins", &mut errors, plugin);
     let exporters = named(&table, "exporters", &mut errors, exporter);
     let pipelines = named(&table, "pipelines", &mut errors, typed::<PipelineConfig>);
     if !table.contains_key("pipelines") {
@@ -58,6 +66,7 @@ pub fn parse_str(source_name: &str, text: &str) -> Result<Config, ConfigErrors> 
         service: service.unwrap_or_default(),
         admin: admin.unwrap_or_default(),
         receivers,
+        plugins,
         exporters,
         pipelines,
     };
@@ -154,20 +163,108 @@ fn exporter(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) ->
     }
 }
 
+fn plugin(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<PluginConfig> {
+    let raw: PluginConfigToml = typed(value, prefix, errors)?;
+    let source = match (raw.path, raw.builtin) {
+        (Some(path), None) => PluginSource::Path {
+            path,
+            sha256: raw.sha256.clone(),
+        },
+        (None, Some(name)) => PluginSource::Builtin(name),
+        (Some(_), Some(_)) => {
+            errors.push(ConfigError::new(
+                prefix,
+                "set either path (a .wasm file) or builtin, not both",
+            ));
+            return None;
+        }
+        (None, None) => {
+            errors.push(ConfigError::new(
+                format!("{prefix}.path"),
+                "missing; give the plugin's .wasm file, e.g. path = \"plugins/redact.wasm\"",
+            ));
+            return None;
+        }
+    };
+    if raw.instances == 0 {
+        errors.push(ConfigError::new(
+            format!("{prefix}.instances"),
+            "must be at least 1",
+        ));
+    }
+    if let Some(sha) = raw
+        .sha256
+        .as_deref()
+        .filter(|_| matches!(source, PluginSource::Builtin(_)))
+    {
+        errors.push(ConfigError::new(
+            format!("{prefix}.sha256"),
+            format!("{sha:?} pins a file; builtins have none"),
+        ));
+    }
+    Some(PluginConfig {
+        source,
+        on_error: raw.on_error,
+        memory_limit: raw.memory_limit,
+        timeout: raw.timeout,
+        instances: raw.instances,
+        config: raw.config,
+    })
+}
+
+/// Deserializes one table, reporting every bad key in it: after an error the
+/// offending key is removed and the table is read again (up to a bound), so one
+/// typo does not hide the next problem. Returns the value read without the bad
+/// keys, so that cross-checks still run on the rest (the load fails anyway).
 fn typed<T: DeserializeOwned>(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let path = e.path().to_string();
-            let key = if path == "." || path.is_empty() {
-                prefix.to_string()
-            } else {
-                format!("{prefix}.{path}")
-            };
-            errors.push(ConfigError::new(key, hint(e.into_inner().to_string())));
-            None
+    let mut value = value.clone();
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..32 {
+        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                let segments: Vec<String> = e
+                    .path()
+                    .iter()
+                    .filter_map(|s| match s {
+                        serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let path = e.path().to_string();
+                let key = if path == "." || path.is_empty() {
+                    prefix.to_string()
+                } else {
+                    format!("{prefix}.{path}")
+                };
+                if seen.contains(&key) {
+                    return None;
+                }
+                seen.push(key.clone());
+                let inner = e.into_inner();
+                errors.push(ConfigError::new(key, hint(inner.message().trim().to_string())));
+                if segments.is_empty() || !remove_path(&mut value, &segments) {
+                    return None;
+                }
+            }
         }
     }
+    None
+}
+
+/// Removes the key at `path` (table keys) from a TOML value; false if absent.
+fn remove_path(value: &mut toml::Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut cur = value;
+    for p in parents {
+        match cur.get_mut(p.as_str()) {
+            Some(next) => cur = next,
+            None => return false,
+        }
+    }
+    cur.as_table_mut().and_then(|t| t.remove(last)).is_some()
 }
 
 /// Adds the fix to serde's terse messages where it is not obvious.
@@ -363,11 +460,35 @@ receivers = ["otlp"]
 exporters = ["backend", "missing"]
 "#;
         let k = keys(text);
+        assert_eq!(k.len(), 4, "{k:?}");
         assert!(k.contains(&"receivers.otlp.grpc.address".to_string()), "{k:?}");
         assert!(k.contains(&"exporters.backend.timeout".to_string()), "{k:?}");
         assert!(k.contains(&"exporters.other.colour".to_string()), "{k:?}");
         assert!(!k.contains(&"pipelines.traces.exporters[0]".to_string()), "{k:?}");
         assert!(k.contains(&"pipelines.traces.exporters[1]".to_string()), "{k:?}");
+    }
+
+    #[test]
+    fn an_unknown_key_does_not_hide_a_bad_address_in_the_same_table() {
+        let k = keys(&GOOD.replace(
+            "type = \"otlp\"",
+            "type = \"otlp\"\nbogus = 1\ngrpc = { address = \"nowhere\" }",
+        ));
+        assert_eq!(k, vec!["receivers.otlp.bogus", "receivers.otlp.grpc.address"]);
+    }
+
+    #[test]
+    fn messages_are_single_lines() {
+        let err = parse_str(
+            "t.toml",
+            &GOOD.replace("type = \"otlp\"", "type = \"otlp\"\nbogus = 1"),
+        )
+        .expect_err("invalid");
+        assert!(
+            !err.errors[0].message.contains('\n'),
+            "{:?}",
+            err.errors[0].message
+        );
     }
 
     #[test]

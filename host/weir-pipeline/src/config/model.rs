@@ -2,6 +2,7 @@
 //! error that names the key, not a silently ignored setting.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -12,6 +13,7 @@ pub struct Config {
     pub service: ServiceConfig,
     pub admin: AdminConfig,
     pub receivers: BTreeMap<String, ReceiverConfig>,
+    pub plugins: BTreeMap<String, PluginConfig>,
     pub exporters: BTreeMap<String, ExporterConfig>,
     pub pipelines: BTreeMap<String, PipelineConfig>,
 }
@@ -21,12 +23,16 @@ pub struct Config {
 pub struct ServiceConfig {
     /// How long a SIGTERM/Ctrl-C waits for queues to drain before giving up.
     pub shutdown_grace: HumanDuration,
+    /// Where compiled plugins are cached (keyed by the wasm's sha256 and the
+    /// engine settings). Must be private to weir. Unset: no cache.
+    pub plugin_cache_dir: Option<PathBuf>,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
             shutdown_grace: HumanDuration::from_secs(10),
+            plugin_cache_dir: None,
         }
     }
 }
@@ -240,5 +246,80 @@ impl Default for RetryConfig {
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     pub receivers: Vec<String>,
+    /// Plugins run in this order over every batch.
+    #[serde(default)]
+    pub plugins: Vec<String>,
+    /// Exporters of the default route.
     pub exporters: Vec<String>,
+    /// Route name (given to items by plugins) → exporters. Items with no route,
+    /// or a route not listed here, go to `exporters`.
+    #[serde(default)]
+    pub routes: BTreeMap<String, Vec<String>>,
+}
+
+/// What a plugin failure does to the batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Forward the batch as it was before this plugin (for samplers, enrichers).
+    Pass,
+    /// Discard the batch (counted in weir_pipeline_dropped_*{reason="failed:NAME"}).
+    Drop,
+    /// Fail the request so the client retries: nothing unprocessed leaks out
+    /// (the safe choice for redaction, and the default).
+    #[default]
+    Reject,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// A Wasm component file, optionally pinned by its sha256 (hex).
+    Path { path: PathBuf, sha256: Option<String> },
+    /// A reference plugin compiled into weir (builds with `native-plugins`).
+    Builtin(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    pub source: PluginSource,
+    pub on_error: FailurePolicy,
+    /// Linear memory cap of each instance.
+    pub memory_limit: ByteSize,
+    /// CPU deadline of one call on one batch.
+    pub timeout: HumanDuration,
+    /// Idle instances kept for reuse (one is in use per concurrent batch).
+    pub instances: usize,
+    /// The plugin's own settings, handed to its `init` as JSON.
+    pub config: toml::Table,
+}
+
+/// The TOML form of a plugin, before `path`/`builtin` become a [`PluginSource`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfigToml {
+    pub path: Option<PathBuf>,
+    pub sha256: Option<String>,
+    pub builtin: Option<String>,
+    #[serde(default)]
+    pub on_error: FailurePolicy,
+    #[serde(default = "default_plugin_memory")]
+    pub memory_limit: ByteSize,
+    #[serde(default = "default_plugin_timeout")]
+    pub timeout: HumanDuration,
+    #[serde(default = "default_plugin_instances")]
+    pub instances: usize,
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+fn default_plugin_memory() -> ByteSize {
+    ByteSize::mib(64)
+}
+
+fn default_plugin_timeout() -> HumanDuration {
+    HumanDuration::from_millis(500)
+}
+
+fn default_plugin_instances() -> usize {
+    4
 }

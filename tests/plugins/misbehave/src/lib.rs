@@ -52,7 +52,7 @@ impl Plugin for Misbehave {
 
     fn process(&mut self, batch: &Batch) -> Result<(), PluginError> {
         self.seen += 1;
-        let mode = if self.seen % self.config.every == 0 {
+        let mode = if self.seen.is_multiple_of(self.config.every) {
             self.config.mode
         } else {
             Mode::Ok

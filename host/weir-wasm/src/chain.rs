@@ -1,0 +1,152 @@
+//! A pipeline's ordered plugins, run over each batch with each plugin's failure
+//! policy applied.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use weir_batch::HostBatch as Tree;
+use weir_pipeline::config::FailurePolicy;
+use weir_pipeline::{Batch, BatchProcessor, Processed, Rejection};
+
+use crate::metrics::{OutcomeLabels, PluginLabels, PluginMetrics};
+use crate::{Failure, Runner};
+
+pub struct ChainLink {
+    pub name: String,
+    pub policy: FailurePolicy,
+    pub runner: Arc<dyn Runner>,
+}
+
+pub struct PluginChain {
+    pipeline: String,
+    links: Vec<ChainLink>,
+    metrics: PluginMetrics,
+}
+
+impl PluginChain {
+    pub fn new(pipeline: impl Into<String>, links: Vec<ChainLink>, metrics: PluginMetrics) -> Self {
+        PluginChain {
+            pipeline: pipeline.into(),
+            links,
+            metrics,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+}
+
+impl BatchProcessor for PluginChain {
+    fn process(&self, batch: Batch) -> Result<Processed, Rejection> {
+        let mut tree = Tree::decode(&batch).map_err(|e| Rejection::Invalid(e.to_string()))?;
+        let mut dropped = Vec::new();
+        for link in &self.links {
+            let labels = PluginLabels {
+                pipeline: self.pipeline.clone(),
+                plugin: link.name.clone(),
+            };
+            let outcome_labels = |outcome: &str| OutcomeLabels {
+                pipeline: self.pipeline.clone(),
+                plugin: link.name.clone(),
+                outcome: outcome.into(),
+            };
+            let items_in = tree.items();
+            let started = Instant::now();
+            let (back, result) = link.runner.run(tree);
+            self.metrics
+                .duration
+                .get_or_create(&labels)
+                .observe(started.elapsed().as_secs_f64());
+            let Some(back) = back else {
+                return Err(Rejection::Plugin {
+                    plugin: link.name.clone(),
+                    message: "the batch was lost in the plugin runtime".into(),
+                });
+            };
+            tree = back;
+            let result =
+                result.and_then(|changes| tree.apply(changes).map_err(|e| Failure::Invalid(e.to_string())));
+            self.metrics
+                .items_in
+                .get_or_create(&labels)
+                .inc_by(items_in as u64);
+            match result {
+                Ok(applied) => {
+                    self.metrics.calls.get_or_create(&outcome_labels("ok")).inc();
+                    self.metrics
+                        .items_out
+                        .get_or_create(&labels)
+                        .inc_by(tree.items() as u64);
+                    if applied.dropped > 0 {
+                        self.metrics
+                            .items_dropped
+                            .get_or_create(&labels)
+                            .inc_by(applied.dropped as u64);
+                        dropped.push((format!("plugin:{}", link.name), applied.dropped));
+                    }
+                }
+                Err(failure) => {
+                    self.metrics
+                        .calls
+                        .get_or_create(&outcome_labels(failure.kind()))
+                        .inc();
+                    match failure {
+                        Failure::Trap(_) | Failure::MemoryLimit => {
+                            self.metrics.traps.get_or_create(&labels).inc();
+                        }
+                        Failure::Timeout => {
+                            self.metrics.timeouts.get_or_create(&labels).inc();
+                        }
+                        _ => {}
+                    }
+                    let policy = match link.policy {
+                        FailurePolicy::Pass => "pass",
+                        FailurePolicy::Drop => "drop",
+                        FailurePolicy::Reject => "reject",
+                    };
+                    self.metrics
+                        .policy_applied
+                        .get_or_create(&outcome_labels(policy))
+                        .inc();
+                    tracing::warn!(
+                        pipeline = %self.pipeline, plugin = %link.name, policy, items = items_in,
+                        "plugin failed: {failure}"
+                    );
+                    match link.policy {
+                        FailurePolicy::Pass => {
+                            self.metrics
+                                .items_out
+                                .get_or_create(&labels)
+                                .inc_by(items_in as u64);
+                        }
+                        FailurePolicy::Drop => {
+                            dropped.push((format!("failed:{}", link.name), items_in));
+                            return Ok(Processed {
+                                outputs: Vec::new(),
+                                dropped,
+                            });
+                        }
+                        FailurePolicy::Reject => {
+                            return Err(Rejection::Plugin {
+                                plugin: link.name.clone(),
+                                message: failure.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+            if tree.items() == 0 {
+                break;
+            }
+        }
+        Ok(Processed {
+            outputs: tree.finish(),
+            dropped,
+        })
+    }
+}

@@ -1,0 +1,205 @@
+//! Running one plugin: a pool of sandboxed instances of one compiled component.
+//! Each call gets a CPU deadline (epoch interruption) and each instance a
+//! memory cap; an instance that traps or times out is thrown away and a fresh
+//! one is instantiated from the `InstancePre` on the next call.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
+use weir_batch::HostBatch as Tree;
+use weir_plugin_sdk::{Changes, Signal};
+
+use crate::bindings::{BatchEntry, Plugin, PluginPre, State, weir::plugin::types as wit};
+use crate::engine::TICK;
+use crate::stdio::LogOutput;
+use crate::{Failure, Runner, RuntimeError};
+
+/// Memory cap of one instance; remembers whether it refused growth, so a trap
+/// that follows can be reported as "memory limit" rather than a plain trap.
+pub struct Limits {
+    memory: usize,
+    pub hit: bool,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired <= self.memory;
+        self.hit |= !ok;
+        Ok(ok)
+    }
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+pub struct WasmSettings {
+    pub name: String,
+    pub config_json: String,
+    pub memory_limit: usize,
+    pub timeout: Duration,
+    /// Idle instances kept for reuse.
+    pub max_idle: usize,
+    /// Bytes of stdout/stderr logged per instance per minute.
+    pub output_cap: usize,
+}
+
+struct Instance {
+    store: Store<State>,
+    plugin: Plugin,
+    seq: u64,
+}
+
+pub struct WasmRunner {
+    engine: Engine,
+    pre: PluginPre<State>,
+    settings: WasmSettings,
+    idle: Mutex<Vec<Instance>>,
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1
+}
+
+impl WasmRunner {
+    /// Links the component and creates one instance, running `init` with the
+    /// plugin's config: a plugin that rejects its config fails here.
+    pub fn new(
+        engine: &Engine,
+        component: &wasmtime::component::Component,
+        settings: WasmSettings,
+    ) -> Result<Self, RuntimeError> {
+        let mut linker: Linker<State> = Linker::new(engine);
+        let link = |e: wasmtime::Error| RuntimeError::Link(format!("{e:#}"));
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
+        Plugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(link)?;
+        let pre = linker.instantiate_pre(component).map_err(link)?;
+        let pre = PluginPre::new(pre).map_err(link)?;
+        let runner = WasmRunner {
+            engine: engine.clone(),
+            pre,
+            settings,
+            idle: Mutex::new(Vec::new()),
+        };
+        let first = runner.instantiate()?;
+        runner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(first);
+        Ok(runner)
+    }
+
+    fn instantiate(&self) -> Result<Instance, RuntimeError> {
+        let s = &self.settings;
+        let wasi = WasiCtxBuilder::new()
+            .stdout(LogOutput::new(&s.name, "stdout", s.output_cap))
+            .stderr(LogOutput::new(&s.name, "stderr", s.output_cap))
+            .build();
+        let state = State {
+            wasi,
+            table: ResourceTable::new(),
+            limits: Limits {
+                memory: s.memory_limit,
+                hit: false,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|st| &mut st.limits);
+        // init gets a generous deadline: it may compile regexes or build tables.
+        store.set_epoch_deadline(ticks(s.timeout.max(Duration::from_secs(5))));
+        let plugin = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
+        match plugin.call_init(&mut store, &s.config_json) {
+            Ok(Ok(())) => Ok(Instance {
+                store,
+                plugin,
+                seq: 0,
+            }),
+            Ok(Err(message)) => Err(RuntimeError::ConfigRejected(message)),
+            Err(e) => Err(RuntimeError::Instantiate(format!("init trapped: {e:#}"))),
+        }
+    }
+}
+
+impl Runner for WasmRunner {
+    fn run(&self, tree: Tree) -> (Option<Tree>, Result<Changes, Failure>) {
+        let popped = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut inst = match popped {
+            Some(i) => i,
+            None => match self.instantiate() {
+                Ok(i) => i,
+                Err(e) => return (Some(tree), Err(Failure::Trap(format!("cannot instantiate: {e}")))),
+            },
+        };
+        inst.seq += 1;
+        let signal = weir_plugin_sdk::BatchAccess::signal(&tree);
+        let store = &mut inst.store;
+        store.data_mut().limits.hit = false;
+        store.set_epoch_deadline(ticks(self.settings.timeout));
+        let entry = BatchEntry {
+            tree,
+            changes: Changes::default(),
+            invalid: None,
+        };
+        let handle = match store.data_mut().table.push(entry) {
+            Ok(h) => h,
+            Err(e) => return (None, Err(Failure::Trap(format!("resource table: {e}")))),
+        };
+        let borrowed = wasmtime::component::Resource::<BatchEntry>::new_borrow(handle.rep());
+        let ctx = wit::Context { sequence: inst.seq };
+        let call = match signal {
+            Signal::Traces => inst.plugin.call_process_traces(&mut *store, borrowed, ctx),
+            Signal::Logs => inst.plugin.call_process_logs(&mut *store, borrowed, ctx),
+            Signal::Metrics => inst.plugin.call_process_metrics(&mut *store, borrowed, ctx),
+        };
+        let memory_hit = store.data().limits.hit;
+        let entry = store.data_mut().table.delete(handle);
+        let Ok(entry) = entry else {
+            return (
+                None,
+                Err(Failure::Trap(
+                    "the batch could not be taken back from the plugin".into(),
+                )),
+            );
+        };
+        let outcome = match call {
+            Ok(Ok(())) => match entry.invalid {
+                Some(why) => Err(Failure::Invalid(why)),
+                None => Ok(entry.changes),
+            },
+            Ok(Err(e)) => Err(Failure::Error(e.message)),
+            Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(Failure::Timeout),
+            Err(_) if memory_hit => Err(Failure::MemoryLimit),
+            Err(e) => Err(Failure::Trap(
+                e.to_string().lines().next().unwrap_or("trap").to_string(),
+            )),
+        };
+        // A trapped or interrupted instance may be in any state: never reuse it.
+        let healthy = !matches!(
+            outcome,
+            Err(Failure::Trap(_) | Failure::Timeout | Failure::MemoryLimit)
+        );
+        if healthy {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < self.settings.max_idle {
+                idle.push(inst);
+            }
+        }
+        (Some(entry.tree), outcome)
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds every plugin in plugins/ (and the test plugins in tests/plugins/) as a
+# WebAssembly component: target/wasm32-wasip2/release/weir_plugin_<name>.wasm
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+packages=()
+for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
+  [ "$manifest" = plugins/sdk/Cargo.toml ] && continue
+  packages+=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)")
+done
+cargo build --release --quiet --target wasm32-wasip2 "${packages[@]}"
+ls target/wasm32-wasip2/release/*.wasm
