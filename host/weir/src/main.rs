@@ -1,6 +1,7 @@
 //! The `weir` command: run pipelines, or validate a config file.
 
 mod demo;
+mod plugin_test;
 mod plugins;
 mod run;
 mod wiring;
@@ -44,6 +45,9 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Plugin author tools.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Check a config file and print every error found, each with the key it concerns.
     /// Exits 0 if the file is valid, 1 if not.
     Validate {
@@ -73,6 +77,35 @@ fn validate(path: &std::path::Path) -> ExitCode {
     ExitCode::FAILURE
 }
 
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run one plugin (--wasm) or a pipeline's plugin chain (--config) over an
+    /// OTLP/JSON file and print the result as OTLP/JSON, one request per route:
+    /// {"default": {...}, "<route>": {...}}. With --expect, compare instead and
+    /// exit 1 on a difference.
+    Test {
+        /// One plugin's .wasm component.
+        #[arg(long, conflicts_with = "config")]
+        wasm: Option<PathBuf>,
+        /// That plugin's config table (TOML or JSON), as under [plugins.NAME.config].
+        #[arg(long, requires = "wasm")]
+        plugin_config: Option<PathBuf>,
+        /// A weir config: runs the plugins of one of its pipelines.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The pipeline whose chain runs (default: the input's signal, e.g. traces).
+        #[arg(long, requires = "config")]
+        pipeline: Option<String>,
+        /// OTLP/JSON input (an Export{Trace,Logs,Metrics}ServiceRequest).
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Expected output (same shape as printed); int64 as string or number and
+        /// omitted default fields compare equal.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -85,6 +118,31 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Validate { config } => validate(&config),
+        Command::Plugin(PluginCommand::Test {
+            wasm,
+            plugin_config,
+            config,
+            pipeline,
+            input,
+            expect,
+        }) => {
+            let args = plugin_test::Args {
+                wasm,
+                plugin_config,
+                config,
+                pipeline,
+                input,
+                expect,
+            };
+            match plugin_test::run(args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run { config, demo } => {
             let loaded = match &config {
                 Some(path) => config::load_file(path),
