@@ -26,6 +26,7 @@
 
 mod access;
 mod batch;
+pub mod glob;
 pub mod types;
 
 /// An in-memory batch for unit-testing plugins natively.
@@ -95,7 +96,15 @@ pub trait Plugin: Sized + 'static {
 /// Parses a plugin's JSON config into `T`, with an error message naming the key.
 pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, String> {
     let text = if config.trim().is_empty() { "{}" } else { config };
-    serde_json::from_str(text).map_err(|e| format!("invalid plugin config: {e}"))
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            format!("invalid plugin config: {}", e.into_inner())
+        } else {
+            format!("invalid plugin config: {path}: {}", e.into_inner())
+        }
+    })
 }
 
 /// Exports a [`Plugin`] type as the Wasm component's `weir:plugin` world.

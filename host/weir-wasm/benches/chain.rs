@@ -1,0 +1,176 @@
+//! In-process benchmarks of the plugin runtime (criterion):
+//!
+//! - `call/empty-batch`: the fixed cost of one plugin call — enter the instance,
+//!   hand over a batch (empty), return — for a Wasm plugin and the same plugin native;
+//! - `chain/512-spans`: the four reference plugins over a 512-span batch, as Wasm
+//!   components and compiled natively into the host (the chain-only ratio).
+//!
+//! Needs the plugin components built first:
+//!   plugins/build.sh
+//!   cargo bench -p weir-wasm --features native-plugins --bench chain
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use weir_pipeline::config::{FailurePolicy, PluginConfig, PluginSource};
+use weir_pipeline::{Batch, BatchProcessor, Metrics, Signal};
+use weir_wasm::{ChainLink, PluginRuntime, Runner};
+
+fn kv(k: &str, v: String) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// `n` spans of ~700 bytes with 10 string attributes, over 4 services.
+pub fn spans(n: usize) -> Batch {
+    let resource_spans = (0..4)
+        .map(|svc| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", format!("service-{svc}")),
+                    kv("tenant", format!("tenant-{}", svc % 2)),
+                    kv("host.name", format!("node-{svc}.cluster.local")),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: (0..n / 4)
+                    .map(|i| {
+                        let id = (svc * n + i) as u64;
+                        Span {
+                            trace_id: [id.to_be_bytes(), (id * 7919).to_be_bytes()].concat(),
+                            span_id: (id + 1).to_be_bytes().to_vec(),
+                            name: format!("GET /api/v1/orders/{}", i % 16),
+                            kind: 2,
+                            start_time_unix_nano: 1_700_000_000_000_000_000 + id,
+                            end_time_unix_nano: 1_700_000_000_005_000_000 + id,
+                            status: Some(Status {
+                                code: if i % 50 == 0 { 2 } else { 0 },
+                                ..Default::default()
+                            }),
+                            attributes: vec![
+                                kv("http.method", "GET".into()),
+                                kv("http.route", "/api/v1/orders/{id}".into()),
+                                kv("http.status_code", "200".into()),
+                                kv("user.email", format!("user{i}@example.com")),
+                                kv("user.agent", "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101".into()),
+                                kv("net.peer.ip", format!("10.0.{}.{}", i % 255, svc)),
+                                kv("db.statement", format!("SELECT * FROM orders WHERE id = {i}")),
+                                kv("order.id", format!("ord-{id:012}")),
+                                kv("region", "eu-west-1".into()),
+                                kv("feature.flag", "checkout-v2".into()),
+                            ],
+                            ..Default::default()
+                        }
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    let req = ExportTraceServiceRequest { resource_spans };
+    Batch::new(Signal::Traces, Bytes::from(req.encode_to_vec()), n)
+}
+
+fn wasm_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip2/release")
+}
+
+fn plugin(source: PluginSource, config: &str) -> PluginConfig {
+    PluginConfig {
+        source,
+        on_error: FailurePolicy::Pass,
+        memory_limit: weir_pipeline::config::ByteSize::mib(64),
+        timeout: weir_pipeline::config::HumanDuration::from_secs(5),
+        instances: 1,
+        config: toml::from_str(config).expect("plugin config"),
+    }
+}
+
+/// The four reference plugins with the configs the end-to-end benchmark uses.
+pub const CHAIN: &[(&str, &str)] = &[
+    ("redact", include_str!("../../../bench/configs/redact.toml")),
+    ("sample", include_str!("../../../bench/configs/sample.toml")),
+    ("enrich", include_str!("../../../bench/configs/enrich.toml")),
+    ("route", include_str!("../../../bench/configs/route.toml")),
+];
+
+fn chain(runtime: &PluginRuntime, native: bool) -> weir_wasm::PluginChain {
+    let here = std::env::current_dir().expect("cwd");
+    let links = CHAIN
+        .iter()
+        .map(|(name, cfg)| {
+            let source = if native {
+                PluginSource::Builtin((*name).into())
+            } else {
+                PluginSource::Path {
+                    path: wasm_dir().join(format!("weir_plugin_{name}.wasm")),
+                    sha256: None,
+                }
+            };
+            ChainLink {
+                name: (*name).into(),
+                policy: FailurePolicy::Pass,
+                runner: runtime.load(name, &plugin(source, cfg), &here).expect("plugin loads"),
+            }
+        })
+        .collect();
+    runtime.chain("bench", links)
+}
+
+fn bench(c: &mut Criterion) {
+    let metrics = Metrics::new();
+    let runtime = PluginRuntime::new(&metrics, None).expect("engine");
+    let here = std::env::current_dir().expect("cwd");
+
+    let empty = Batch::new(Signal::Traces, Bytes::new(), 0);
+    let mut group = c.benchmark_group("call");
+    let misbehave = plugin(
+        PluginSource::Path {
+            path: wasm_dir().join("weir_test_plugin_misbehave.wasm"),
+            sha256: None,
+        },
+        "mode = \"ok\"",
+    );
+    let wasm: Arc<dyn Runner> = runtime.load("noop", &misbehave, &here).expect("misbehave plugin");
+    group.bench_function("empty-batch/wasm", |b| {
+        b.iter(|| {
+            let tree = weir_batch::HostBatch::decode(&empty).expect("decode");
+            black_box(wasm.run(tree))
+        })
+    });
+    group.bench_function("empty-batch/decode-only", |b| {
+        b.iter(|| black_box(weir_batch::HostBatch::decode(&empty).expect("decode")))
+    });
+    group.finish();
+
+    let batch = spans(512);
+    let mut group = c.benchmark_group("chain/512-spans");
+    group.throughput(Throughput::Elements(512));
+    let wasm_chain = chain(&runtime, false);
+    let native_chain = chain(&runtime, true);
+    group.bench_function("wasm", |b| b.iter(|| black_box(wasm_chain.process(batch.clone()).expect("ok"))));
+    group.bench_function("native", |b| b.iter(|| black_box(native_chain.process(batch.clone()).expect("ok"))));
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(4));
+    targets = bench
+}
+criterion_main!(benches);
