@@ -75,3 +75,10 @@ def start_weir(request, tmp_path, sink):
 @pytest.fixture
 def weir(start_weir):
     return start_weir()
+
+
+@pytest.fixture(scope="session")
+def plugin_cache_dir(tmp_path_factory):
+    """One service.plugin_cache_dir for the whole run: each plugin component is
+    compiled once, and every later weir loads the cached artifact."""
+    return tmp_path_factory.mktemp("plugin-cache")

@@ -303,11 +303,26 @@ class _RecordingSink:
 class OtlpSink(_RecordingSink):
     """A real OTLP/gRPC server (grpcio, with the opentelemetry-proto services) on a
     loopback port. Records every Export request, decoded. It can be stopped and
-    started again on the same port; what it recorded survives a restart."""
+    started again on the same port; what it recorded survives a restart.
 
-    def __init__(self, port: int | None = None):
+    `keep_raw=True` also keeps each request's bytes exactly as they arrived (after
+    gRPC decompression, before protobuf decoding): `raw_requests(signal)`,
+    `raw_bytes()` — for checks that must see everything, unknown fields included."""
+
+    def __init__(self, port: int | None = None, keep_raw: bool = False):
         super().__init__(port)
         self._server: grpc.Server | None = None
+        self.keep_raw = keep_raw
+        self._raw: dict[str, list[bytes]] = {"traces": [], "logs": [], "metrics": []}
+
+    def raw_requests(self, signal_name: str) -> list[bytes]:
+        assert self.keep_raw, "raw bytes are kept only by OtlpSink(keep_raw=True)"
+        with self._lock:
+            return list(self._raw[signal_name])
+
+    def raw_bytes(self) -> bytes:
+        """Every recorded request of every signal, concatenated."""
+        return b"".join(r for s in ("traces", "logs", "metrics") for r in self.raw_requests(s))
 
     @property
     def endpoint(self) -> str:
@@ -340,9 +355,12 @@ class OtlpSink(_RecordingSink):
             def Export(self, request, context):
                 return sink._answer("metrics", request, context, metrics_service_pb2.ExportMetricsServiceResponse())
 
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
+        if self.keep_raw:
+            self._add_raw_services(server)
+        else:
+            trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
+            logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
+            metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
         # Rebinding right after a stop can briefly fail; retry for a moment.
         deadline = time.monotonic() + 5
         while True:
@@ -369,6 +387,38 @@ class OtlpSink(_RecordingSink):
             context.abort(failure, "injected failure")
         self._record(signal_name, request, tuple(context.invocation_metadata()))
         return response
+
+    _SERVICES = {
+        "traces": ("opentelemetry.proto.collector.trace.v1.TraceService",
+                   trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse),
+        "logs": ("opentelemetry.proto.collector.logs.v1.LogsService",
+                 logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse),
+        "metrics": ("opentelemetry.proto.collector.metrics.v1.MetricsService",
+                    metrics_service_pb2.ExportMetricsServiceRequest, metrics_service_pb2.ExportMetricsServiceResponse),
+    }
+
+    def _add_raw_services(self, server: grpc.Server) -> None:
+        """The same three Export methods, with a deserializer that hands over the
+        raw bytes alongside the decoded request."""
+        sink = self
+        for signal_name, (service, req_cls, resp_cls) in self._SERVICES.items():
+
+            def behavior(pair, context, signal_name=signal_name, resp_cls=resp_cls):
+                raw, request = pair
+                failure = sink._next_failure()
+                if failure is not None:
+                    context.abort(failure, "injected failure")
+                with sink._lock:
+                    sink._raw[signal_name].append(raw)
+                sink._record(signal_name, request, tuple(context.invocation_metadata()))
+                return resp_cls()
+
+            handler = grpc.unary_unary_rpc_method_handler(
+                behavior,
+                request_deserializer=lambda b, req_cls=req_cls: (bytes(b), req_cls.FromString(b)),
+                response_serializer=resp_cls.SerializeToString,
+            )
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
 
 class OtlpHttpSink(_RecordingSink):
     """A real OTLP/HTTP server (protobuf bodies, gzip/zstd Content-Encoding) on a
@@ -700,3 +750,403 @@ class Weir:
             self.grpc_target,
             options=[("grpc.max_send_message_length", 256 * MiB), ("grpc.enable_retries", 0)],
         )
+
+
+# ---------------------------------------------------------------------------
+# plugins
+
+
+def plugin_dir() -> Path:
+    """Where plugins/build.sh puts the plugin components ($WEIR_PLUGIN_DIR overrides)."""
+    return Path(os.environ.get("WEIR_PLUGIN_DIR") or REPO_ROOT / "target" / "wasm32-wasip2" / "release")
+
+
+def plugin_wasm(name: str) -> Path:
+    """The component of a reference plugin (`redact`, `sample`, ...) or of a test
+    plugin (`misbehave`); fails clearly when it has not been built."""
+    candidates = [plugin_dir() / f"weir_plugin_{name}.wasm", plugin_dir() / f"weir_test_plugin_{name}.wasm"]
+    for c in candidates:
+        if c.exists():
+            return c
+    raise AssertionError(
+        f"plugin component {name!r} not found (looked for {', '.join(str(c) for c in candidates)}); "
+        "run plugins/build.sh or set WEIR_PLUGIN_DIR"
+    )
+
+
+def toml_value(v: Any) -> str:
+    """A Python value as an inline TOML value (strings, numbers, bools, lists, dicts)."""
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # a valid TOML basic string
+    if isinstance(v, Path):
+        return json.dumps(str(v), ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"no TOML form for {v!r}")
+
+
+# Placeholders of start_weir(config_text=...), kept intact by plugin_config_template.
+_PLACEHOLDERS = ("admin_port", "grpc_port", "http_port", "sink")
+
+
+def plugin_config_template(
+    plugins: dict[str, dict],
+    *,
+    pipelines: dict[str, dict] | None = None,
+    exporters: dict[str, str] | None = None,
+    cache_dir: Path | None = None,
+    batch_timeout: str = "50ms",
+) -> str:
+    """A weir config for start_weir(config_text=...) (ports and `{sink}` left as
+    placeholders, every other brace escaped).
+
+    plugins: name -> settings; `path` (default: plugin_wasm(wasm), where `wasm`
+      defaults to the name, e.g. {"wasm": "misbehave"}) and the other keys of
+      [plugins.NAME] (on_error, timeout, memory_limit, instances, sha256), plus
+      `config` (the plugin's own table).
+    pipelines: signal -> {"plugins": [...], "exporters": [...], "routes": {...}};
+      default: traces, logs and metrics, each with every plugin in order.
+    exporters: name -> endpoint (otlp_grpc), "{sink}" for the `sink` fixture's;
+      default {"backend": "{sink}"}.
+    cache_dir: service.plugin_cache_dir (compiled plugins reused across weirs)."""
+    mark = {p: f"\x00{p}\x00" for p in _PLACEHOLDERS}
+    exporters = exporters or {"backend": mark["sink"]}
+    if pipelines is None:
+        pipelines = {s: {"plugins": list(plugins)} for s in ("traces", "logs", "metrics")}
+    lines = ["[service]", 'shutdown_grace = "10s"']
+    if cache_dir is not None:
+        lines.append(f"plugin_cache_dir = {toml_value(str(cache_dir))}")
+    lines += [
+        "",
+        "[admin]",
+        f'address = "{LOOPBACK}:{mark["admin_port"]}"',
+        "",
+        "[receivers.otlp]",
+        'type = "otlp"',
+        f'grpc = {{ address = "{LOOPBACK}:{mark["grpc_port"]}" }}',
+        f'http = {{ address = "{LOOPBACK}:{mark["http_port"]}" }}',
+    ]
+    for name, settings in plugins.items():
+        settings = dict(settings)
+        config = settings.pop("config", None)
+        path = settings.pop("path", None)
+        if path is None and "builtin" not in settings:
+            path = plugin_wasm(settings.pop("wasm", name))
+        lines += ["", f"[plugins.{name}]"]
+        if path is not None:
+            lines.append(f"path = {toml_value(str(path))}")
+        lines += [f"{k} = {toml_value(v)}" for k, v in settings.items()]
+        if config:
+            lines += ["", f"[plugins.{name}.config]"]
+            lines += [f"{json_key(k)} = {toml_value(v)}" for k, v in config.items()]
+    for name, endpoint in exporters.items():
+        if endpoint == "{sink}":
+            endpoint = mark["sink"]
+        lines += [
+            "",
+            f"[exporters.{name}]",
+            'type = "otlp_grpc"',
+            f'endpoint = "{endpoint}"',
+            'timeout = "5s"',
+            f'batch = {{ max_items = 8192, timeout = "{batch_timeout}" }}',
+            'retry = { enabled = true, initial_interval = "100ms", max_interval = "1s", max_elapsed = "30s" }',
+        ]
+    for signal_name, p in pipelines.items():
+        lines += [
+            "",
+            f"[pipelines.{signal_name}]",
+            'receivers = ["otlp"]',
+            f"plugins = {toml_value(list(p.get('plugins', [])))}",
+            f"exporters = {toml_value(list(p.get('exporters', ['backend'])))}",
+        ]
+        if p.get("routes"):
+            lines.append(f"routes = {toml_value(p['routes'])}")
+    text = "\n".join(lines) + "\n"
+    text = text.replace("{", "{{").replace("}", "}}")
+    for p in _PLACEHOLDERS:
+        text = text.replace(mark[p], "{" + p + "}")
+    return text
+
+
+def json_key(k: str) -> str:
+    """A TOML key: bare when it can be, else quoted."""
+    import json
+
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+
+
+# ---------------------------------------------------------------------------
+# the Parquet archive (test_archive*.py)
+
+
+def _fmt_escape(s: str) -> str:
+    """Escapes braces for the str.format that start_weir applies to config_text."""
+    return s.replace("{", "{{").replace("}", "}}")
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return toml_str(str(v))
+
+
+def render_archive_config(
+    archive: dict,
+    *,
+    signals: Iterable[str] = ("traces", "logs"),
+    batch_timeout: str = "50ms",
+    shutdown_grace: str = "10s",
+) -> str:
+    """A config template for start_weir(config_text=...): one OTLP receiver (gRPC and
+    HTTP) and one `type = "parquet"` exporter named `archive` with the keys of
+    `archive`, used by the pipelines of `signals`."""
+    lines = [
+        "[service]",
+        f"shutdown_grace = {toml_str(shutdown_grace)}",
+        "",
+        "[admin]",
+        f'address = "{LOOPBACK}:{{admin_port}}"',
+        "",
+        "[receivers.otlp]",
+        'type = "otlp"',
+        f'grpc = {{{{ address = "{LOOPBACK}:{{grpc_port}}" }}}}',
+        f'http = {{{{ address = "{LOOPBACK}:{{http_port}}" }}}}',
+        "",
+        "[exporters.archive]",
+        'type = "parquet"',
+    ]
+    lines += [f"{k} = {_fmt_escape(_toml_value(v))}" for k, v in archive.items()]
+    lines.append(f"batch = {{{{ max_items = 8192, timeout = {toml_str(batch_timeout)} }}}}")
+    for s in signals:
+        lines += ["", f"[pipelines.{s}]", 'receivers = ["otlp"]', 'exporters = ["archive"]']
+    return "\n".join(lines) + "\n"
+
+
+def archive_files(root: Path) -> list[Path]:
+    """The visible (finished) archive files under `root`."""
+    return sorted(p for p in Path(root).rglob("*.parquet") if not p.name.startswith((".", "_")))
+
+
+def archive_temp_files(root: Path) -> list[Path]:
+    """Unfinished archive files (hidden temporary names)."""
+    return sorted(p for p in Path(root).rglob(".*") if p.is_file())
+
+
+def _without_timestamps(t):
+    """The same Arrow type with every timestamp as int64 (exact nanoseconds in Python)."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(t):
+        return pa.int64()
+    if pa.types.is_list(t):
+        f = t.value_field
+        return pa.list_(pa.field(f.name, _without_timestamps(f.type), f.nullable))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _without_timestamps(f.type), f.nullable) for f in t])
+    return t
+
+
+def nanos_table(table):
+    """`table` with timestamps cast to int64 nanoseconds (also inside lists of structs)."""
+    import pyarrow as pa
+
+    schema = pa.schema([pa.field(f.name, _without_timestamps(f.type), f.nullable) for f in table.schema])
+    return table.cast(schema)
+
+
+def read_archive_rows(root: Path, signal_name: str) -> list[dict]:
+    """Every row of one signal under a local archive root, read with pyarrow's dataset
+    API (Hive partitioning; files starting with '.' or '_' are ignored, as by Hive).
+    Timestamps are int64 nanoseconds; maps are lists of (key, value)."""
+    import pyarrow.dataset as ds
+
+    base = Path(root) / f"signal={signal_name}"
+    if not base.exists():
+        return []
+    table = ds.dataset(str(base), format="parquet", partitioning="hive").to_table()
+    return nanos_table(table).to_pylist()
+
+
+def render_any_value(v: common_pb2.AnyValue) -> str | None:
+    """The archive's string rendering of an OTLP value (docs/archive-schema.md)."""
+    import base64
+    import json
+
+    kind = v.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return "true" if v.bool_value else "false"
+    if kind == "int_value":
+        return str(v.int_value)
+    if kind == "double_value":
+        return repr(v.double_value)
+    if kind == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode()
+
+    def to_json(x: common_pb2.AnyValue):
+        k = x.WhichOneof("value")
+        if k == "bytes_value":
+            return base64.b64encode(x.bytes_value).decode()
+        if k == "array_value":
+            return [to_json(e) for e in x.array_value.values]
+        if k == "kvlist_value":
+            return {kv.key: to_json(kv.value) for kv in x.kvlist_value.values}
+        return any_value_to_py(x)
+
+    return json.dumps(to_json(v), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def render_attrs(kvs: Iterable[common_pb2.KeyValue], skip: str | None = None) -> list[tuple[str, str | None]]:
+    return [(kv.key, render_any_value(kv.value)) for kv in kvs if kv.key != skip]
+
+
+class MotoServer:
+    """A real S3 API server (moto's standalone server) on a loopback port."""
+
+    ACCESS_KEY = "testing"
+    SECRET_KEY = "testing"
+    REGION = "us-east-1"
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.log_path = Path(workdir) / "moto.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self, timeout: float = 30) -> "MotoServer":
+        import sys
+
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"moto server exited: {self.log_path.read_text(errors='replace')}")
+            try:
+                return requests.get(self.endpoint + "/", timeout=1).status_code < 500
+            except requests.RequestException:
+                return False
+
+        wait_until(up, timeout, f"moto server on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def env(self) -> dict[str, str]:
+        """The environment weir needs to reach this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": self.SECRET_KEY,
+            "AWS_REGION": self.REGION,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.ACCESS_KEY,
+            aws_secret_access_key=self.SECRET_KEY,
+            region_name=self.REGION,
+        )
+
+
+# ---------------------------------------------------------------------------
+# small OTLP builders (hand-built requests for plugin tests)
+
+
+def make_span(name: str, trace_id: bytes, *, attrs: dict | None = None, status_code: int = 0,
+              status_message: str = "", kind: int = trace_pb2.Span.SPAN_KIND_INTERNAL,
+              span_id: bytes | None = None, events: list | None = None, links: list | None = None,
+              trace_state: str = "") -> trace_pb2.Span:
+    now = time.time_ns()
+    return trace_pb2.Span(
+        trace_id=trace_id,
+        span_id=span_id or random.randbytes(8),
+        trace_state=trace_state,
+        name=name,
+        kind=kind,
+        start_time_unix_nano=now,
+        end_time_unix_nano=now + 1000,
+        attributes=dict_to_attrs(attrs or {}),
+        events=events or [],
+        links=links or [],
+        status=trace_pb2.Status(code=status_code, message=status_message),
+    )
+
+
+def traces_request(*resources: tuple[dict, list], scope_attrs: dict | None = None,
+                   scope_name: str = "weir-e2e") -> trace_service_pb2.ExportTraceServiceRequest:
+    """One ResourceSpans per (resource attributes, spans) pair, each with one scope."""
+    return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[
+        trace_pb2.ResourceSpans(
+            resource=resource_pb2.Resource(attributes=dict_to_attrs(res)),
+            scope_spans=[trace_pb2.ScopeSpans(
+                scope=common_pb2.InstrumentationScope(name=scope_name, attributes=dict_to_attrs(scope_attrs or {})),
+                spans=spans,
+            )],
+        )
+        for res, spans in resources
+    ])
+
+
+def logs_request(*resources: tuple[dict, list], scope_attrs: dict | None = None):
+    """One ResourceLogs per (resource attributes, log records) pair, each with one scope."""
+    from opentelemetry.proto.logs.v1 import logs_pb2
+
+    return logs_service_pb2.ExportLogsServiceRequest(resource_logs=[
+        logs_pb2.ResourceLogs(
+            resource=resource_pb2.Resource(attributes=dict_to_attrs(res)),
+            scope_logs=[logs_pb2.ScopeLogs(
+                scope=common_pb2.InstrumentationScope(name="weir-e2e", attributes=dict_to_attrs(scope_attrs or {})),
+                log_records=records,
+            )],
+        )
+        for res, records in resources
+    ])
+
+
+def make_log(body: Any, *, attrs: dict | None = None, severity: int = 9, trace_id: bytes = b"",
+             span_id: bytes = b""):
+    from opentelemetry.proto.logs.v1 import logs_pb2
+
+    now = time.time_ns()
+    return logs_pb2.LogRecord(
+        time_unix_nano=now,
+        observed_time_unix_nano=now,
+        severity_number=severity,
+        body=py_to_any_value(body),
+        attributes=dict_to_attrs(attrs or {}),
+        trace_id=trace_id,
+        span_id=span_id,
+    )
