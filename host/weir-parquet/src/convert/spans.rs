@@ -1,0 +1,305 @@
+//! An encoded `ExportTraceServiceRequest` → one `spans` record batch
+//! (schema::spans), read straight off the wire.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    ArrayBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
+    UInt32Builder,
+};
+use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::ArrowError;
+use opentelemetry_proto::tonic::trace::v1::{span, status};
+
+use super::columns::{
+    Context, ContextColumns, MapColumn, ResourceParts, ScopeParts, nanos, offset, timestamps,
+};
+use super::span_ref::{LinkRef, SpanRef};
+use super::wire::{Field, Reader, WireError, text};
+use super::{ConvertError, Converted, Rejected};
+use crate::schema::{self, SPAN_ID_LEN, TRACE_ID_LEN};
+
+/// The proto enum names, as the Collector's ClickHouse exporter writes them.
+pub fn kind_name(kind: i32) -> Option<&'static str> {
+    Some(match span::SpanKind::try_from(kind).ok()? {
+        span::SpanKind::Unspecified => "SPAN_KIND_UNSPECIFIED",
+        span::SpanKind::Internal => "SPAN_KIND_INTERNAL",
+        span::SpanKind::Server => "SPAN_KIND_SERVER",
+        span::SpanKind::Client => "SPAN_KIND_CLIENT",
+        span::SpanKind::Producer => "SPAN_KIND_PRODUCER",
+        span::SpanKind::Consumer => "SPAN_KIND_CONSUMER",
+    })
+}
+
+pub fn status_name(code: i32) -> Option<&'static str> {
+    Some(match status::StatusCode::try_from(code).ok()? {
+        status::StatusCode::Unset => "STATUS_CODE_UNSET",
+        status::StatusCode::Ok => "STATUS_CODE_OK",
+        status::StatusCode::Error => "STATUS_CODE_ERROR",
+    })
+}
+
+struct Events {
+    offsets: Vec<i32>,
+    time: TimestampNanosecondBuilder,
+    name: StringBuilder,
+    attributes: MapColumn,
+    dropped: UInt32Builder,
+}
+
+impl Events {
+    fn new(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Events {
+            offsets,
+            time: timestamps(0),
+            name: StringBuilder::new(),
+            attributes: MapColumn::with_capacity(0, 0),
+            dropped: UInt32Builder::new(),
+        }
+    }
+
+    fn push(&mut self, events: &[&[u8]]) -> Result<(), WireError> {
+        let mut kvs: Vec<&[u8]> = Vec::new();
+        for e in events {
+            let (mut time, mut name, mut dropped) = (0, "", 0);
+            kvs.clear();
+            for f in Reader::new(e) {
+                match f? {
+                    (1, v) => time = v.fixed64(),
+                    (2, v) => name = text(v.bytes())?,
+                    (3, Field::Bytes(kv)) => kvs.push(kv),
+                    (4, v) => dropped = v.varint() as u32,
+                    _ => {}
+                }
+            }
+            self.time.append_value(nanos(time));
+            self.name.append_value(name);
+            self.attributes.row(&kvs)?;
+            self.dropped.append_value(dropped);
+        }
+        self.offsets.push(offset(self.name.len()));
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
+        let values = StructArray::try_new(
+            schema::event_fields(),
+            vec![
+                Arc::new(self.time.finish()),
+                Arc::new(self.name.finish()),
+                self.attributes.finish()?,
+                Arc::new(self.dropped.finish()),
+            ],
+            None,
+        )?;
+        let offsets = OffsetBuffer::new(std::mem::take(&mut self.offsets).into());
+        Ok(Arc::new(ListArray::try_new(
+            schema::list_item(schema::event_fields()),
+            offsets,
+            Arc::new(values),
+            None,
+        )?))
+    }
+}
+
+struct Links {
+    offsets: Vec<i32>,
+    trace_id: FixedSizeBinaryBuilder,
+    span_id: FixedSizeBinaryBuilder,
+    trace_state: StringBuilder,
+    flags: UInt32Builder,
+    attributes: MapColumn,
+    dropped: UInt32Builder,
+}
+
+impl Links {
+    fn new(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Links {
+            offsets,
+            trace_id: FixedSizeBinaryBuilder::new(TRACE_ID_LEN),
+            span_id: FixedSizeBinaryBuilder::new(SPAN_ID_LEN),
+            trace_state: StringBuilder::new(),
+            flags: UInt32Builder::new(),
+            attributes: MapColumn::with_capacity(0, 0),
+            dropped: UInt32Builder::new(),
+        }
+    }
+
+    fn push(&mut self, links: &[LinkRef<'_>]) -> Result<(), ConvertError> {
+        for l in links {
+            self.trace_id.append_value(l.trace_id)?;
+            self.span_id.append_value(l.span_id)?;
+            self.trace_state.append_value(l.trace_state);
+            self.flags.append_value(l.flags);
+            self.attributes.row(&l.attributes)?;
+            self.dropped.append_value(l.dropped_attributes);
+        }
+        self.offsets.push(offset(self.flags.len()));
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
+        let values = StructArray::try_new(
+            schema::link_fields(),
+            vec![
+                Arc::new(self.trace_id.finish()),
+                Arc::new(self.span_id.finish()),
+                Arc::new(self.trace_state.finish()),
+                Arc::new(self.flags.finish()),
+                self.attributes.finish()?,
+                Arc::new(self.dropped.finish()),
+            ],
+            None,
+        )?;
+        let offsets = OffsetBuffer::new(std::mem::take(&mut self.offsets).into());
+        Ok(Arc::new(ListArray::try_new(
+            schema::list_item(schema::link_fields()),
+            offsets,
+            Arc::new(values),
+            None,
+        )?))
+    }
+}
+
+struct SpanColumns {
+    start: TimestampNanosecondBuilder,
+    end: TimestampNanosecondBuilder,
+    duration: Int64Builder,
+    trace_id: FixedSizeBinaryBuilder,
+    span_id: FixedSizeBinaryBuilder,
+    parent_span_id: FixedSizeBinaryBuilder,
+    trace_state: StringBuilder,
+    flags: UInt32Builder,
+    name: StringBuilder,
+    kind: StringBuilder,
+    status_code: StringBuilder,
+    status_message: StringBuilder,
+    attributes: MapColumn,
+    events: Events,
+    links: Links,
+    dropped_attributes: UInt32Builder,
+    dropped_events: UInt32Builder,
+    dropped_links: UInt32Builder,
+    context: ContextColumns,
+}
+
+impl SpanColumns {
+    fn with_capacity(n: usize) -> Self {
+        SpanColumns {
+            start: timestamps(n),
+            end: timestamps(n),
+            duration: Int64Builder::with_capacity(n),
+            trace_id: FixedSizeBinaryBuilder::with_capacity(n, TRACE_ID_LEN),
+            span_id: FixedSizeBinaryBuilder::with_capacity(n, SPAN_ID_LEN),
+            parent_span_id: FixedSizeBinaryBuilder::with_capacity(n, SPAN_ID_LEN),
+            trace_state: StringBuilder::with_capacity(n, 0),
+            flags: UInt32Builder::with_capacity(n),
+            name: StringBuilder::with_capacity(n, n * 16),
+            kind: StringBuilder::with_capacity(n, n * 18),
+            status_code: StringBuilder::with_capacity(n, n * 17),
+            status_message: StringBuilder::with_capacity(n, 0),
+            attributes: MapColumn::with_capacity(n, n * 10),
+            events: Events::new(n),
+            links: Links::new(n),
+            dropped_attributes: UInt32Builder::with_capacity(n),
+            dropped_events: UInt32Builder::with_capacity(n),
+            dropped_links: UInt32Builder::with_capacity(n),
+            context: ContextColumns::with_capacity(n),
+        }
+    }
+
+    /// Appends one span whose ids were checked by [`SpanRef::invalid_ids`].
+    fn push(&mut self, s: &SpanRef<'_>) -> Result<(), ConvertError> {
+        let start = nanos(s.start);
+        let end = nanos(s.end);
+        self.start.append_value(start);
+        self.end.append_value(end);
+        self.duration.append_value(end.saturating_sub(start));
+        self.trace_id.append_value(s.trace_id)?;
+        self.span_id.append_value(s.span_id)?;
+        if s.parent_span_id.is_empty() {
+            self.parent_span_id.append_null();
+        } else {
+            self.parent_span_id.append_value(s.parent_span_id)?;
+        }
+        self.trace_state.append_value(s.trace_state);
+        self.flags.append_value(s.flags);
+        self.name.append_value(s.name);
+        match kind_name(s.kind) {
+            Some(k) => self.kind.append_value(k),
+            None => self.kind.append_value(s.kind.to_string()),
+        }
+        match status_name(s.status_code) {
+            Some(c) => self.status_code.append_value(c),
+            None => self.status_code.append_value(s.status_code.to_string()),
+        }
+        self.status_message.append_value(s.status_message);
+        self.attributes.row(&s.attributes)?;
+        self.events.push(&s.events)?;
+        self.links.push(&s.links)?;
+        self.dropped_attributes.append_value(s.dropped_attributes);
+        self.dropped_events.append_value(s.dropped_events);
+        self.dropped_links.append_value(s.dropped_links);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.start.finish()),
+            Arc::new(self.end.finish()),
+            Arc::new(self.duration.finish()),
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.parent_span_id.finish()),
+            Arc::new(self.trace_state.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.status_code.finish()),
+            Arc::new(self.status_message.finish()),
+            self.attributes.finish()?,
+            self.events.finish()?,
+            self.links.finish()?,
+            Arc::new(self.dropped_attributes.finish()),
+            Arc::new(self.dropped_events.finish()),
+            Arc::new(self.dropped_links.finish()),
+        ];
+        self.context.finish(&mut columns)?;
+        RecordBatch::try_new(schema::spans(), columns)
+    }
+}
+
+/// Converts every span of an encoded request with valid ids; the others are
+/// counted in the result's `rejected`. `items` sizes the builders.
+pub fn convert(payload: &[u8], items: usize) -> Result<Converted, ConvertError> {
+    let mut cols = SpanColumns::with_capacity(items);
+    let mut rejected = Rejected::default();
+    let mut span = SpanRef::default();
+    for f in Reader::new(payload) {
+        let (1, Field::Bytes(rs)) = f? else { continue };
+        let rs = ResourceParts::parse(rs)?;
+        let mut context = Context::resource(rs.resource, rs.schema_url)?;
+        for ss in rs.scopes {
+            let ss = ScopeParts::parse(ss)?;
+            context.set_scope(ss.scope, ss.schema_url)?;
+            for s in ss.items {
+                span.read(s)?;
+                if let Some(why) = span.invalid_ids() {
+                    rejected.add(why);
+                    continue;
+                }
+                cols.push(&span)?;
+                cols.context.push(&context);
+            }
+        }
+    }
+    Ok(Converted {
+        batch: cols.finish()?,
+        rejected,
+    })
+}
