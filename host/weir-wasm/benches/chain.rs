@@ -66,7 +66,10 @@ pub fn spans(n: usize) -> Batch {
                                 kv("http.route", "/api/v1/orders/{id}".into()),
                                 kv("http.status_code", "200".into()),
                                 kv("user.email", format!("user{i}@example.com")),
-                                kv("user.agent", "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101".into()),
+                                kv(
+                                    "user.agent",
+                                    "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101".into(),
+                                ),
                                 kv("net.peer.ip", format!("10.0.{}.{}", i % 255, svc)),
                                 kv("db.statement", format!("SELECT * FROM orders WHERE id = {i}")),
                                 kv("order.id", format!("ord-{id:012}")),
@@ -125,7 +128,9 @@ fn chain(runtime: &PluginRuntime, native: bool) -> weir_wasm::PluginChain {
             ChainLink {
                 name: (*name).into(),
                 policy: FailurePolicy::Pass,
-                runner: runtime.load(name, &plugin(source, cfg), &here).expect("plugin loads"),
+                runner: runtime
+                    .load(name, &plugin(source, cfg), &here)
+                    .expect("plugin loads"),
             }
         })
         .collect();
@@ -163,8 +168,12 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(512));
     let wasm_chain = chain(&runtime, false);
     let native_chain = chain(&runtime, true);
-    group.bench_function("wasm", |b| b.iter(|| black_box(wasm_chain.process(batch.clone()).expect("ok"))));
-    group.bench_function("native", |b| b.iter(|| black_box(native_chain.process(batch.clone()).expect("ok"))));
+    group.bench_function("wasm", |b| {
+        b.iter(|| black_box(wasm_chain.process(batch.clone()).expect("ok")))
+    });
+    group.bench_function("native", |b| {
+        b.iter(|| black_box(native_chain.process(batch.clone()).expect("ok")))
+    });
     group.finish();
 }
 

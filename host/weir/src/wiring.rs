@@ -34,6 +34,10 @@ pub fn wire(
                 Arc::new(HttpExporter::new(c).with_context(|| format!("exporters.{name}"))?)
             }
             ExporterConfig::Console(c) => Arc::new(ConsoleExporter::new(c.verbosity)),
+            ExporterConfig::Parquet(c) => Arc::new(
+                weir_parquet::ParquetArchive::new(name, c, metrics)
+                    .with_context(|| format!("exporters.{name}"))?,
+            ),
         };
         exporters.insert(name, exporter);
     }

@@ -155,10 +155,22 @@ fn receiver(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) ->
 }
 
 fn exporter(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<ExporterConfig> {
-    let (kind, rest) = tagged(value, prefix, &["otlp_grpc", "otlp_http", "console"], errors)?;
+    let (kind, rest) = tagged(
+        value,
+        prefix,
+        &["otlp_grpc", "otlp_http", "console", "parquet"],
+        errors,
+    )?;
     match kind {
         "otlp_grpc" => typed(&rest, prefix, errors).map(ExporterConfig::OtlpGrpc),
         "otlp_http" => typed(&rest, prefix, errors).map(ExporterConfig::OtlpHttp),
+        "parquet" => {
+            let c: super::parquet::ParquetExporterConfig = typed(&rest, prefix, errors)?;
+            for (key, message) in c.problems() {
+                errors.push(ConfigError::new(format!("{prefix}.{key}"), message));
+            }
+            Some(ExporterConfig::Parquet(c))
+        }
         _ => typed(&rest, prefix, errors).map(ExporterConfig::Console),
     }
 }

@@ -8,6 +8,7 @@ mod env;
 mod error;
 mod load;
 mod model;
+pub mod parquet;
 mod units;
 
 pub use error::{ConfigError, ConfigErrors};

@@ -103,6 +103,8 @@ pub enum ExporterConfig {
     OtlpGrpc(OtlpExporterConfig),
     OtlpHttp(OtlpExporterConfig),
     Console(ConsoleExporterConfig),
+    /// The Parquet archive (traces and logs).
+    Parquet(super::parquet::ParquetExporterConfig),
 }
 
 impl ExporterConfig {
@@ -111,6 +113,7 @@ impl ExporterConfig {
         let (queue, batch, retry) = match self {
             ExporterConfig::OtlpGrpc(c) | ExporterConfig::OtlpHttp(c) => (&c.queue, &c.batch, &c.retry),
             ExporterConfig::Console(c) => (&c.queue, &c.batch, &c.retry),
+            ExporterConfig::Parquet(c) => return c.stage(),
         };
         StageConfig {
             queue: queue.clone(),
