@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -254,6 +255,24 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+# Niceness applied to every benchmark process (--nice).
+NICE = 0
+
+
+def child_setup(cpus: set[int] | None):
+    """A preexec_fn applying --pin CPU affinity and --nice, or None."""
+    if not cpus and NICE == 0:
+        return None
+
+    def setup() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if NICE:
+            os.setpriority(os.PRIO_PROCESS, 0, NICE)
+
+    return setup
+
+
 class Proc:
     """A child process whose output goes to a log file."""
 
@@ -262,7 +281,7 @@ class Proc:
         self.argv = argv
         self.log_path = logdir / f"{name}.log"
         self._log = open(self.log_path, "wb")
-        preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+        preexec = child_setup(cpus)
         try:
             self.popen = subprocess.Popen(
                 argv,
@@ -486,6 +505,12 @@ class Weir(System):
         doc, admin_port, grpc_port = self.config(sink)
         path = logdir / f"{self.name}.toml"
         path.write_text(dump_toml(doc))
+        check = subprocess.run(
+            [str(self.binary), "validate", "--config", str(path)],
+            capture_output=True, text=True, env=clean_env(), timeout=30,
+        )
+        if check.returncode != 0:
+            raise HarnessError(f"weir rejected the generated config {path}:\n{check.stdout}{check.stderr}")
         proc = Proc(self.name, [str(self.binary), "run", "--config", str(path)], logdir, cpus)
         ready = f"http://127.0.0.1:{admin_port}/ready"
         wait_until(f"{self.name} {ready}", proc, lambda: http_ok(ready))
@@ -575,10 +600,12 @@ def run_phase(
         str(args.connections),
         "--json",
     ]
+    if args.wait_quiet > 0:
+        wait_for_quiet(args.wait_quiet)
     log(f"{system.name}: {phase} phase, offered {'max' if rate == 0 else f'{rate} spans/s'}, {duration:g}s")
     start = snapshot(sink, sut, None)
     gen_log = open(logdir / f"loadgen-{system.name}-{phase}.log", "wb")
-    preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    preexec = child_setup(cpus)
     try:
         gen = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=gen_log, env=clean_env(), preexec_fn=preexec
@@ -591,8 +618,15 @@ def run_phase(
         warmup = min(max(1.0, 0.15 * duration), 3.0)
         time.sleep(max(0.0, t0 + warmup - time.monotonic()))
         a = snapshot(sink, sut, gen.pid)
-        time.sleep(max(0.0, t0 + duration - 0.25 - time.monotonic()))
+        # Sample the sink's count every 100 ms: exports arrive in batches of
+        # thousands of spans, so a least-squares slope over many samples is
+        # a much steadier rate than (last - first) / time.
+        samples = [(a.t, a.spans)]
+        while time.monotonic() < t0 + duration - 0.35:
+            time.sleep(0.1)
+            samples.append((time.monotonic(), sink.counts()["spans"]))
         b = snapshot(sink, sut, gen.pid)
+        samples.append((b.t, b.spans))
         sut.check_alive()
         try:
             out, _ = gen.communicate(timeout=duration + 60)
@@ -610,7 +644,7 @@ def run_phase(
         summary = json.loads(out.decode().strip().splitlines()[-1])
     except (ValueError, IndexError) as e:
         raise HarnessError(f"unexpected weir-loadgen output {out!r}") from e
-    errors = [line.split("traces:", 1)[1].strip() for line in gen_log_text.splitlines() if " x " in line]
+    errors = [f"{e['count']} x {e['error']}" for e in summary.get("errors", [])]
 
     # Drain: wait until everything acknowledged has reached the sink, or the
     # count stops moving (a SUT may legitimately drop data).
@@ -641,7 +675,7 @@ def run_phase(
         phase=phase,
         offered=rate,
         accepted_rate=summary["ok_spans"] / summary["elapsed_secs"],
-        delivered_rate=window_spans / window,
+        delivered_rate=slope(samples) if len(samples) > 10 else window_spans / window,
         sut_cores=(b.sut_cpu - a.sut_cpu) / window,
         cpu_per_mspans=(end.sut_cpu - start.sut_cpu) / delivered * 1e6 if delivered else float("nan"),
         sent_spans=summary["ok_spans"],
@@ -656,6 +690,16 @@ def run_phase(
     )
 
 
+def slope(points: list[tuple[float, int]]) -> float:
+    """Least-squares slope of (t, count) points: a rate per second."""
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_c = sum(c for _, c in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    cov = sum((t - mean_t) * (c - mean_c) for t, c in points)
+    return cov / var if var else 0.0
+
+
 # --------------------------------------------------------------------------
 # Report
 
@@ -664,11 +708,66 @@ def fmt_rate(v: float) -> str:
     return f"{v:,.0f}"
 
 
-def print_report(results: list[PhaseResult], args, versions: dict[str, str]) -> None:
+def background_cores(seconds: float = 1.0) -> float:
+    """Cores busy on the machine while the benchmark itself is idle."""
+    busy, t = system_busy_seconds(), time.monotonic()
+    time.sleep(seconds)
+    return (system_busy_seconds() - busy) / (time.monotonic() - t)
+
+
+def wait_for_quiet(limit: float, threshold: float = 0.15) -> None:
+    """Waits (up to `limit` seconds) until other processes leave the CPUs idle."""
+    deadline = time.monotonic() + limit
+    waited = False
+    while True:
+        busy = background_cores(2.0)
+        if busy <= threshold:
+            if waited:
+                log(f"machine quiet ({busy:.2f} cores busy); continuing")
+            return
+        if time.monotonic() >= deadline:
+            log(f"warning: still {busy:.2f} cores busy after waiting {limit:g}s; continuing anyway")
+            return
+        if not waited:
+            log(f"{busy:.2f} cores busy with other work; waiting up to {limit:g}s for quiet")
+            waited = True
+
+
+def aggregate(runs: list[PhaseResult]) -> list[PhaseResult]:
+    """Per (system, phase), the median of each measurement over repetitions."""
+    groups: dict[tuple[str, str], list[PhaseResult]] = {}
+    for r in runs:
+        groups.setdefault((r.system, r.phase), []).append(r)
+    out = []
+    for group in groups.values():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        merged = {}
+        for field in dataclasses.fields(PhaseResult):
+            values = [getattr(r, field.name) for r in group]
+            if field.name == "errors":
+                merged[field.name] = list(dict.fromkeys(e for v in values for e in v))
+            elif isinstance(values[0], str):
+                merged[field.name] = values[0]
+            elif any(v is None for v in values):
+                merged[field.name] = None
+            elif field.name == "peak_rss_mib":
+                merged[field.name] = max(values)
+            else:
+                merged[field.name] = statistics.median(values)
+        out.append(PhaseResult(**merged))
+    return out
+
+
+def print_report(
+    results: list[PhaseResult], runs: list[PhaseResult], args, versions: dict[str, str]
+) -> None:
     print()
     print(f"OTLP/gRPC trace pass-through, {os.cpu_count()} CPUs, {args.duration:g}s per phase, "
           f"{args.spans_per_request} spans/request, concurrency {args.concurrency} "
-          f"over {args.connections} connections")
+          f"over {args.connections} connections"
+          + (f", median of {args.repeat} repetitions" if args.repeat > 1 else ""))
     for name, version in versions.items():
         print(f"  {name}: {version}")
     header = (
@@ -689,6 +788,16 @@ def print_report(results: list[PhaseResult], args, versions: dict[str, str]) -> 
             f"{r.sink_cores:>5.2f} {r.other_cores:>5.2f} {r.compressed_share:>5.0%} "
             f"{(f'{r.peak_rss_mib:.0f}' if r.peak_rss_mib else '-'):>7}"
         )
+    if args.repeat > 1:
+        print()
+        for r in results:
+            group = [x for x in runs if (x.system, x.phase) == (r.system, r.phase)]
+            rates = [x.delivered_rate for x in group]
+            cpus = [x.cpu_per_mspans for x in group]
+            print(
+                f"spread {r.system} {r.phase}: delivered/s {fmt_rate(min(rates))}..{fmt_rate(max(rates))}, "
+                f"CPU-s/M {min(cpus):.2f}..{max(cpus):.2f}"
+            )
     print()
 
     by_key = {(r.system, r.phase): r for r in results}
@@ -716,7 +825,7 @@ def print_report(results: list[PhaseResult], args, versions: dict[str, str]) -> 
 
     notes = []
     for r in results:
-        if r.phase == "fixed" and r.delivered_rate < 0.97 * r.offered:
+        if r.phase == "fixed" and r.delivered_rate < 0.95 * r.offered:
             notes.append(
                 f"{r.system} did not sustain the offered {fmt_rate(r.offered)} spans/s "
                 f"(delivered {fmt_rate(r.delivered_rate)}/s): lower --rate for a like-for-like CPU comparison"
@@ -750,8 +859,8 @@ def print_report(results: list[PhaseResult], args, versions: dict[str, str]) -> 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, default=15.0, help="seconds per phase (default 15)")
-    p.add_argument("--rate", type=int, default=20000, help="fixed-phase offered load, spans/s (default 20000)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per phase (default 20)")
+    p.add_argument("--rate", type=int, default=50000, help="fixed-phase offered load, spans/s (default 50000)")
     p.add_argument(
         "--systems",
         default="weir,weir-gzip,rotel",
@@ -759,14 +868,29 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--phases", default="fixed,max", help="comma list of fixed, max (default both)")
     p.add_argument("--spans-per-request", type=int, default=100)
-    p.add_argument("--concurrency", type=int, default=8, help="generator requests in flight")
-    p.add_argument("--connections", type=int, default=2, help="generator HTTP/2 connections")
+    p.add_argument("--concurrency", type=int, default=128, help="generator requests in flight (default 128)")
+    p.add_argument("--connections", type=int, default=16, help="generator HTTP/2 connections (default 16)")
     p.add_argument("--loadgen-threads", type=int, default=1, help="generator tokio worker threads")
+    p.add_argument("--repeat", type=int, default=1, help="repetitions, interleaved; report medians")
     p.add_argument("--drain-timeout", type=float, default=20.0)
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECS",
+        help="before each phase, wait up to SECS for other processes to leave the CPUs idle",
+    )
     p.add_argument(
         "--pin",
         action="store_true",
         help="pin the SUT to the last CPU and generator+sink to the others",
+    )
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness for the SUT, generator and sink, e.g. -15 to win over background "
+        "builds on a shared machine (needs root)",
     )
     p.add_argument("--weir", help="weir binary (default target/release/weir)")
     p.add_argument("--loadgen", help="weir-loadgen binary (default target/release/weir-loadgen)")
@@ -783,6 +907,8 @@ def parse_args() -> argparse.Namespace:
         p.error("--duration must be at least 4 seconds")
     if args.rate <= 0:
         p.error("--rate must be positive")
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     return args
 
 
@@ -811,6 +937,18 @@ def main() -> int:
             versions["rotel"] = f"{binary_version(rotel, '--version')} ({rotel})"
             systems.append(Rotel(rotel))
 
+    global NICE
+    if args.nice:
+        try:
+            # Probe with this process's own priority so failure shows up here,
+            # not as an exec error in a child.
+            current = os.getpriority(os.PRIO_PROCESS, 0)
+            os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+            os.setpriority(os.PRIO_PROCESS, 0, current)
+        except PermissionError as e:
+            raise HarnessError(f"--nice {args.nice} needs CAP_SYS_NICE (run as root): {e}") from e
+        NICE = args.nice
+
     sut_cpus = load_cpus = None
     if args.pin:
         cpus = sorted(os.sched_getaffinity(0))
@@ -820,26 +958,34 @@ def main() -> int:
 
     logdir = Path(tempfile.mkdtemp(prefix="weir-passthrough-"))
     log(f"logs and generated configs in {logdir}")
-    results: list[PhaseResult] = []
+    background = background_cores()
+    if background > 0.2:
+        log(f"warning: {background:.2f} cores busy before the benchmark started; results will be noisy")
+    runs: list[PhaseResult] = []
     failed = False
     sink = Sink(loadgen, logdir, load_cpus)
     try:
-        for system in systems:
-            sut, endpoint = system.start(logdir, sink, sut_cpus)
-            try:
-                for phase in phases:
-                    rate = args.rate if phase == "fixed" else 0
-                    result = run_phase(args, system, sut, endpoint, sink, loadgen, logdir, phase, rate, load_cpus)
-                    results.append(result)
-                    log(
-                        f"{system.name} {phase}: delivered {fmt_rate(result.delivered_rate)} spans/s, "
-                        f"{result.sut_cores:.2f} cores, {result.cpu_per_mspans:.2f} CPU-s/M spans"
-                    )
-                peers = non_loopback_peers(sut.pid)
-                if peers:
-                    log(f"warning: {system.name} has non-loopback connections: {sorted(peers)}")
-            finally:
-                sut.stop()
+        for rep in range(args.repeat):
+            for system in systems:
+                if args.repeat > 1:
+                    log(f"repetition {rep + 1}/{args.repeat}")
+                sut, endpoint = system.start(logdir, sink, sut_cpus)
+                try:
+                    for phase in phases:
+                        rate = args.rate if phase == "fixed" else 0
+                        result = run_phase(
+                            args, system, sut, endpoint, sink, loadgen, logdir, phase, rate, load_cpus
+                        )
+                        runs.append(result)
+                        log(
+                            f"{system.name} {phase}: delivered {fmt_rate(result.delivered_rate)} spans/s, "
+                            f"{result.sut_cores:.2f} cores, {result.cpu_per_mspans:.2f} CPU-s/M spans"
+                        )
+                    peers = non_loopback_peers(sut.pid)
+                    if peers:
+                        log(f"warning: {system.name} has non-loopback connections: {sorted(peers)}")
+                finally:
+                    sut.stop()
     except HarnessError:
         failed = True
         raise
@@ -850,15 +996,22 @@ def main() -> int:
         else:
             shutil.rmtree(logdir, ignore_errors=True)
 
-    print_report(results, args, versions)
+    results = aggregate(runs)
+    print_report(results, runs, args, versions)
     if args.json_out:
         Path(args.json_out).write_text(
-            json.dumps([dataclasses.asdict(r) for r in results], indent=2) + "\n"
+            json.dumps([dataclasses.asdict(r) for r in runs], indent=2) + "\n"
         )
     return 0
 
 
+def _terminate(signum, _frame) -> None:
+    # Unwind through the `finally` blocks so child processes get stopped.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         sys.exit(main())
     except HarnessError as e:

@@ -40,10 +40,10 @@ pub struct TracesArgs {
     #[arg(long, default_value_t = 100)]
     spans_per_request: usize,
     /// Requests in flight at once (one sending task each).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// HTTP/2 connections the workers are spread over.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 8)]
     connections: usize,
     /// Distinct pre-encoded requests to cycle through.
     #[arg(long, default_value_t = 64)]
@@ -54,6 +54,11 @@ pub struct TracesArgs {
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// After a failed request, this worker pauses this long (milliseconds)
+    /// before sending again, so a system shedding load is not hammered in a
+    /// tight loop.
+    #[arg(long, default_value_t = 10)]
+    error_backoff_ms: u64,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -128,6 +133,7 @@ pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
             seq: Arc::clone(&seq),
             spans_per_request,
             period,
+            error_backoff: Duration::from_millis(args.error_backoff_ms),
             start,
             end,
         };
@@ -149,17 +155,26 @@ pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
         "weir-loadgen traces: sent {ok_spans} spans ok ({rate:.0} spans/s) in {elapsed:.2}s; \
          requests ok={ok_requests} failed={failed_requests} (failed spans {failed_spans})"
     );
-    if let Ok(errors) = stats.errors.lock() {
-        let mut errors: Vec<_> = errors.iter().collect();
-        errors.sort_by(|a, b| b.1.cmp(a.1));
-        for (error, n) in errors.iter().take(5) {
-            eprintln!("weir-loadgen traces:   {n} x {error}");
-        }
+    let mut errors: Vec<(String, u64)> = stats
+        .errors
+        .lock()
+        .map(|e| e.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        .unwrap_or_default();
+    errors.sort_by_key(|e| std::cmp::Reverse(e.1));
+    for (error, n) in errors.iter().take(5) {
+        eprintln!("weir-loadgen traces:   {n} x {error}");
     }
     if args.json {
+        let errors_json: Vec<String> = errors
+            .iter()
+            .take(5)
+            .map(|(error, n)| format!("{{\"count\":{n},\"error\":{}}}", json_string(error)))
+            .collect();
         println!(
             "{{\"ok_spans\":{ok_spans},\"failed_spans\":{failed_spans},\"ok_requests\":{ok_requests},\
-             \"failed_requests\":{failed_requests},\"elapsed_secs\":{elapsed:.6},\"bytes_per_span\":{bytes_per_span:.1}}}"
+             \"failed_requests\":{failed_requests},\"elapsed_secs\":{elapsed:.6},\"bytes_per_span\":{bytes_per_span:.1},\
+             \"errors\":[{}]}}",
+            errors_json.join(",")
         );
     }
     Ok(())
@@ -172,6 +187,7 @@ struct Worker {
     seq: Arc<AtomicU64>,
     spans_per_request: u64,
     period: Option<Duration>,
+    error_backoff: Duration,
     start: Instant,
     end: Instant,
 }
@@ -201,10 +217,13 @@ impl Worker {
                         .ok_spans
                         .fetch_add(self.spans_per_request, Ordering::Relaxed);
                 }
-                Err(status) => self.stats.record_error(
-                    self.spans_per_request,
-                    format!("{:?}: {}", status.code(), status.message()),
-                ),
+                Err(status) => {
+                    self.stats.record_error(
+                        self.spans_per_request,
+                        format!("{:?}: {}", status.code(), status.message()),
+                    );
+                    tokio::time::sleep(self.error_backoff).await;
+                }
             }
         }
     }
@@ -223,6 +242,22 @@ impl Worker {
             .await
             .map(drop)
     }
+}
+
+/// Quotes `s` as a JSON string.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Builds `pool` encoded requests of `spans_per_request` spans each.
@@ -374,5 +409,31 @@ fn build_request(rng: &mut StdRng, index: usize, spans: usize, now_ns: u64) -> E
             }],
             schema_url: "https://opentelemetry.io/schemas/1.26.0".to_owned(),
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_string_escapes() {
+        assert_eq!(json_string("a\"b\\c\nd"), r#""a\"b\\c\u000ad""#);
+    }
+
+    #[test]
+    fn pool_spans_are_realistic() {
+        let pool = build_pool(4, 100, 7);
+        let bytes: usize = pool.iter().map(Bytes::len).sum();
+        let per_span = bytes / 400;
+        assert!((600..=800).contains(&per_span), "{per_span} bytes/span");
+        let req = ExportTraceServiceRequest::decode(pool[0].clone()).expect("decodes");
+        let spans = &req.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 100);
+        assert!(
+            spans
+                .iter()
+                .all(|s| s.attributes.len() == 10 && s.trace_id.len() == 16 && s.span_id.len() == 8)
+        );
     }
 }
