@@ -361,6 +361,40 @@ fn validate(config: &Config, table: &toml::Table, errors: &mut Vec<ConfigError>)
             |e| defined("exporters", e),
             errors,
         );
+        for (i, p) in pipeline.plugins.iter().enumerate() {
+            if !defined("plugins", p) {
+                errors.push(ConfigError::new(
+                    format!("{key}.plugins[{i}]"),
+                    format!(
+                        "refers to {p:?}, which is not defined; add a [plugins.{p}] section or fix the name"
+                    ),
+                ));
+            }
+        }
+        for (route, exporters) in &pipeline.routes {
+            for (i, e) in exporters.iter().enumerate() {
+                if !defined("exporters", e) {
+                    errors.push(ConfigError::new(
+                        format!("{key}.routes.{route}[{i}]"),
+                        format!("refers to {e:?}, which is not defined; add an [exporters.{e}] section or fix the name"),
+                    ));
+                }
+            }
+        }
+        if pipeline_signal(name) == Some(Signal::Metrics) {
+            let all = pipeline
+                .exporters
+                .iter()
+                .chain(pipeline.routes.values().flatten());
+            for e in all {
+                if matches!(config.exporters.get(e), Some(ExporterConfig::Parquet(_))) {
+                    errors.push(ConfigError::new(
+                        format!("{key}.exporters"),
+                        format!("{e:?} is a parquet archive, which takes traces and logs only"),
+                    ));
+                }
+            }
+        }
     }
 }
 
@@ -500,6 +534,18 @@ exporters = ["backend", "missing"]
             !err.errors[0].message.contains('\n'),
             "{:?}",
             err.errors[0].message
+        );
+    }
+
+    #[test]
+    fn plugin_and_route_references_are_checked() {
+        let text = GOOD.replace(
+            "exporters = [\"backend\"]\n",
+            "exporters = [\"backend\"]\nplugins = [\"nope\"]\nroutes = { a = [\"gone\"] }\n",
+        );
+        assert_eq!(
+            keys(&text),
+            vec!["pipelines.traces.plugins[0]", "pipelines.traces.routes.a[0]"]
         );
     }
 
