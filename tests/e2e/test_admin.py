@@ -1,4 +1,4 @@
-"""The admin server: /health, /ready, /metrics (Prometheus text) reconciling after a run."""
+"""The admin server: /health, /ready, /metrics (OpenMetrics text) reconciling after a run."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def test_metrics_exposition_names_and_capacity(start_weir, sink):
     weir = start_weir(queue_capacity=12345)
     r = requests.get(weir.admin_url("/metrics"), timeout=5)
     assert r.status_code == 200
-    assert r.headers["Content-Type"].startswith("text/plain"), r.headers
+    # OpenMetrics text (which Prometheus scrapes natively), not the classic text/plain format.
+    assert r.headers["Content-Type"] == "application/openmetrics-text; version=1.0.0; charset=utf-8", r.headers
     m = weir.metrics()
     for s in SIGNALS:
         assert m.sum("weir_exporter_queue_capacity", exporter="backend", signal=s) == 12345, (s, str(m))

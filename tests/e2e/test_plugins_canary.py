@@ -8,7 +8,9 @@ must appear nowhere in them (nor in weir's log), while everything that is not
 secret arrives intact, with its types.
 
 `test_canary_other_locations` does the same for the remaining places a secret can
-sit in OTLP (status messages, event names, exemplars, metric metadata), and
+sit in OTLP (status messages, event names, exemplars, metric metadata) — the ones
+the plugin contract (wit/plugin.wit) does not expose are expected to leak, marked
+xfail(strict) with the missing field — and
 `test_canary_nested_after_escaped_character` for secrets inside nested values that
 follow a newline or tab (which the plugin sees JSON-escaped) — one case each, so
 each gap shows up on its own."""
@@ -366,8 +368,23 @@ def other_location(loc: str):
         scope_metrics=[metrics_pb2.ScopeMetrics(metrics=[metric])])])
 
 
-@pytest.mark.parametrize("loc", ["span status message", "span event name", "log event_name",
-                                 "metric exemplar attributes", "metric metadata attributes"])
+def _not_in_contract(loc: str, missing: str):
+    """A location wit/plugin.wit has no field or attribute level for: redact cannot
+    see it, so the secret leaks (strict: an unexpected pass fails, so the mark goes
+    once the contract grows the field)."""
+    return pytest.param(loc, marks=pytest.mark.xfail(
+        strict=True, reason=f"wit/plugin.wit has no field for {missing}; redact cannot see it"))
+
+
+@pytest.mark.parametrize("loc", [
+    "span status message",
+    _not_in_contract("span event name", "span event names (Span.Event.name; the `event` level has only attributes)"),
+    "log event_name",
+    _not_in_contract("metric exemplar attributes",
+                     "exemplar attributes (Exemplar.filtered_attributes; no level below the data point)"),
+    _not_in_contract("metric metadata attributes",
+                     "metric metadata (Metric.metadata key-values; no level for the metric itself)"),
+])
 def test_canary_other_locations(start_weir, raw_sink, plugin_cache_dir, loc):
     signal_name, req = other_location(loc)
     assert leaks(req.SerializeToString()) == NEEDLES, "the canary must be planted"

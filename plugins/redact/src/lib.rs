@@ -3,14 +3,17 @@
 //! Masks or hashes sensitive data in spans, logs and metrics before it leaves:
 //! attributes chosen by key (block list or allow list, with globs), and values
 //! that look like emails, payment cards, bearer tokens, JWTs, IP addresses or
-//! anything a custom regex finds — in attributes at every level, span names,
-//! span status messages and log bodies. See README.md for the options.
+//! anything a custom regex finds — in attributes at every level (strings nested
+//! in array and map values included), span names, span status messages, log
+//! bodies and log event names. See README.md for the options.
 //!
 //! Performance: one bulk read per attribute level (and one per field), a
 //! one-pass prefilter so most strings skip most detectors, no allocation for
-//! values left alone, and edits only for values that change.
+//! values left alone, JSON parsing only for array/map values that could hold a
+//! match, and edits only for values that change.
 
 mod detect;
+mod json;
 
 use regex::Regex;
 use serde::Deserialize;
@@ -122,6 +125,8 @@ struct Config {
     status_messages: bool,
     #[serde(default = "yes")]
     log_bodies: bool,
+    #[serde(default = "yes")]
+    event_names: bool,
 }
 
 fn default_mask() -> String {
@@ -161,6 +166,22 @@ enum Matcher {
     Custom(Regex),
 }
 
+impl Matcher {
+    /// The prefilter: false when `text` (with these `stats`) cannot hold a match.
+    /// Custom regexes are always run.
+    fn may_match(&self, stats: &Stats, text: &str) -> bool {
+        match self {
+            Matcher::Email(_) => stats.at,
+            Matcher::Jwt(_) => stats.j && text.contains("eyJ"),
+            Matcher::CreditCard => stats.digits >= 13,
+            Matcher::Bearer => stats.b,
+            Matcher::Ipv4 => stats.dots >= 3,
+            Matcher::Ipv6 => stats.colons >= 2,
+            Matcher::Custom(_) => true,
+        }
+    }
+}
+
 struct Rule {
     matcher: Matcher,
     action: Action,
@@ -191,6 +212,7 @@ pub struct Redact {
     span_names: bool,
     status_messages: bool,
     log_bodies: bool,
+    event_names: bool,
     // Scratch, reused across values so scanning does not allocate.
     hits: Vec<Hit>,
     groups: Vec<(usize, usize)>,
@@ -311,6 +333,7 @@ impl Redact {
             span_names: c.span_names,
             status_messages: c.status_messages,
             log_bodies: c.log_bodies,
+            event_names: c.event_names,
             hits: Vec::new(),
             groups: Vec::new(),
             redacted: 0,
@@ -356,20 +379,18 @@ impl Redact {
             Stats::default()
         };
         for (rule, r) in self.rules.iter().enumerate() {
+            if !r.matcher.may_match(&stats, text) {
+                continue;
+            }
             let mut found = |start, end| hits.push(Hit { start, end, rule });
             match &r.matcher {
-                Matcher::Email(re) if stats.at => detect::regex_matches(re, text, &mut found),
-                Matcher::Jwt(re) if stats.j && text.contains("eyJ") => {
+                Matcher::Email(re) | Matcher::Jwt(re) | Matcher::Custom(re) => {
                     detect::regex_matches(re, text, &mut found)
                 }
-                Matcher::CreditCard if stats.digits >= 13 => {
-                    detect::credit_cards(text, &mut groups, &mut found)
-                }
-                Matcher::Bearer if stats.b => detect::bearer(text, &mut found),
-                Matcher::Ipv4 if stats.dots >= 3 => detect::ipv4(text, &mut found),
-                Matcher::Ipv6 if stats.colons >= 2 => detect::ipv6(text, &mut found),
-                Matcher::Custom(re) => detect::regex_matches(re, text, &mut found),
-                _ => {}
+                Matcher::CreditCard => detect::credit_cards(text, &mut groups, &mut found),
+                Matcher::Bearer => detect::bearer(text, &mut found),
+                Matcher::Ipv4 => detect::ipv4(text, &mut found),
+                Matcher::Ipv6 => detect::ipv6(text, &mut found),
             }
         }
         let result = self.rewrite(text, &mut hits);
@@ -415,28 +436,22 @@ impl Redact {
         (out != text).then_some((out, false))
     }
 
-    /// The redacted form of a value that holds JSON (an array or map), keeping
-    /// it JSON when the edit left it valid, else masking it whole.
-    fn scan_json(&mut self, text: &str) -> Option<Value> {
-        let (out, whole) = self.scan(text)?;
-        if whole {
-            return Some(Value::Str(out));
+    /// Whether the key rules select `key` (an attribute key, or a key inside a
+    /// map value). False when there are no key rules.
+    fn key_selected(&self, key: &str) -> bool {
+        if self.keys.is_empty() {
+            return false;
         }
-        if serde_json::from_str::<serde::de::IgnoredAny>(&out).is_ok() {
-            Some(Value::Json(out))
-        } else {
-            Some(Value::Str(self.mask.clone()))
+        let listed = self.keys.matches(key);
+        match self.key_mode {
+            KeyMode::Block => listed,
+            KeyMode::Allow => !listed,
         }
     }
 
     /// Applies the key rule to one attribute; true if it handled the attribute.
     fn redact_key(&mut self, attr: &Attr<'_, '_, '_>, key: &str, value: ValueRef<'_>) -> bool {
-        let listed = self.keys.matches(key);
-        let hit = match self.key_mode {
-            KeyMode::Block => listed,
-            KeyMode::Allow => !listed,
-        };
-        if !hit {
+        if !self.key_selected(key) {
             return false;
         }
         if value.is_absent() {
@@ -470,15 +485,16 @@ impl Redact {
     /// Redacts one attribute; `key` and `value` are its decoded key and value
     /// (decoded once by the caller: each decode validates UTF-8 again).
     fn redact_attr(&mut self, attr: &Attr<'_, '_, '_>, key: &str, value: ValueRef<'_>) {
-        if !self.keys.is_empty() && self.redact_key(attr, key, value) {
+        if self.redact_key(attr, key, value) {
             return;
         }
-        if self.rules.is_empty() || (!self.ignore_keys.is_empty() && self.ignore_keys.matches(key)) {
-            return;
-        }
+        let scan_values =
+            !self.rules.is_empty() && (self.ignore_keys.is_empty() || !self.ignore_keys.matches(key));
         let new = match value {
-            ValueRef::Str(s) => self.scan(s).map(|(out, _)| Value::Str(out)),
-            ValueRef::Json(s) => self.scan_json(s),
+            ValueRef::Str(s) if scan_values => self.scan(s).map(|(out, _)| Value::Str(out)),
+            // Arrays and maps: value rules on every string inside, key rules on
+            // every map key inside (those apply even where value rules are ignored).
+            ValueRef::Json(s) => self.redact_json(s, scan_values),
             _ => None,
         };
         if let Some(v) = new {
@@ -507,37 +523,40 @@ impl Plugin for Redact {
                 }
             }
         }
-        if self.rules.is_empty() {
-            return Ok(());
-        }
-        if signal == Signal::Traces {
-            let fields = [
-                (Field::Name, self.span_names),
-                (Field::StatusMessage, self.status_messages),
-            ];
-            for (field, on) in fields {
-                if !on {
-                    continue;
-                }
-                let column = batch.field(field);
-                for i in 0..column.len() {
-                    if let Some((out, _)) = self.scan(column.str(i)) {
-                        batch.set_field(field, i, out);
-                        self.redacted += 1;
-                    }
-                }
-            }
-        }
-        if signal == Signal::Logs && self.log_bodies {
+        if signal == Signal::Logs && self.log_bodies && (!self.keys.is_empty() || !self.rules.is_empty()) {
             let bodies = batch.field(Field::Body);
             for i in 0..bodies.len() {
                 let new = match bodies.value(i) {
                     ValueRef::Str(s) => self.scan(s).map(|(out, _)| Value::Str(out)),
-                    ValueRef::Json(s) => self.scan_json(s),
+                    ValueRef::Json(s) => self.redact_json(s, true),
                     _ => None,
                 };
                 if let Some(v) = new {
                     batch.set_field(Field::Body, i, v);
+                    self.redacted += 1;
+                }
+            }
+        }
+        if self.rules.is_empty() {
+            return Ok(());
+        }
+        // Plain text fields: span names and status messages, log event names.
+        let fields: &[(Field, bool)] = match signal {
+            Signal::Traces => &[
+                (Field::Name, self.span_names),
+                (Field::StatusMessage, self.status_messages),
+            ],
+            Signal::Logs => &[(Field::EventName, self.event_names)],
+            Signal::Metrics => &[],
+        };
+        for &(field, on) in fields {
+            if !on {
+                continue;
+            }
+            let column = batch.field(field);
+            for i in 0..column.len() {
+                if let Some((out, _)) = self.scan(column.str(i)) {
+                    batch.set_field(field, i, out);
                     self.redacted += 1;
                 }
             }

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used)]
 
+use serde_json::{Value as J, json};
 use sha2::{Digest, Sha256};
 use weir_plugin_sdk::testing::MemoryBatch;
 use weir_plugin_sdk::{Level, Plugin, Value};
@@ -280,22 +281,303 @@ fn non_string_values_are_not_scanned() {
     assert!(b.process(&mut plugin("{}")).unwrap().is_empty());
 }
 
+// ---------------------------------------------------------------------------
+// Arrays and maps: OTLP/JSON text, redacted leaf by leaf.
+
+fn st(v: &str) -> J {
+    json!({ "stringValue": v })
+}
+
+fn int(i: i64) -> J {
+    json!({ "intValue": i.to_string() })
+}
+
+fn arr(items: Vec<J>) -> J {
+    json!({ "arrayValue": { "values": items } })
+}
+
+fn kv(entries: &[(&str, J)]) -> J {
+    let values: Vec<J> = entries
+        .iter()
+        .map(|(k, v)| json!({ "key": k, "value": v }))
+        .collect();
+    json!({ "kvlistValue": { "values": values } })
+}
+
+/// What a redacted attribute holds now: arrays and maps parsed back from JSON.
+#[derive(Debug)]
+enum Got {
+    Json(J),
+    Other(Value),
+}
+
+fn got(v: Option<&Value>) -> Got {
+    match v {
+        Some(Value::Json(text)) => Got::Json(serde_json::from_str(text).unwrap()),
+        Some(other) => Got::Other(other.clone()),
+        None => panic!("attribute is gone"),
+    }
+}
+
+/// One span with one array/map attribute `v`, redacted with `config`.
+fn redact_json(config: &str, value: &J) -> Got {
+    let mut b = MemoryBatch::traces();
+    b.span("s").attr("v", Value::Json(value.to_string()));
+    b.process(&mut plugin(config)).unwrap();
+    got(b.attr(Level::Item, 0, "v"))
+}
+
+fn assert_json(g: Got, want: &J) {
+    match g {
+        Got::Json(j) => assert_eq!(&j, want),
+        other => panic!("expected JSON {want}, got {other:?}"),
+    }
+}
+
+/// Non-secret leaves of every type, to check that they survive untouched.
+fn siblings() -> Vec<(&'static str, J)> {
+    vec![
+        ("plain", st("all fine")),
+        ("n", int(4111111111111111)),
+        ("big", json!({ "intValue": "-9223372036854775808" })),
+        ("x", json!({ "doubleValue": 0.1 })),
+        ("ok", json!({ "boolValue": true })),
+        ("raw", json!({ "bytesValue": "amFuZUBleGFtcGxlLmNvbQ==" })), // "jane@example.com"
+        ("empty", json!({})),
+    ]
+}
+
 #[test]
-fn json_values_are_redacted_inside() {
-    let mut b = MemoryBatch::traces();
-    let json = r#"{"arrayValue":{"values":[{"stringValue":"jane@example.com"},{"stringValue":"ok"}]}}"#;
-    b.span("s").attr("list", Value::Json(json.into()));
-    b.process(&mut plugin("{}")).unwrap();
-    assert_eq!(
-        b.attr(Level::Item, 0, "list"),
-        Some(&Value::Json(json.replace("jane@example.com", "***")))
+fn json_values_are_redacted_leaf_by_leaf() {
+    let value = |email: &str| {
+        let mut entries = siblings();
+        entries.push(("user", st(&format!("mail {email} now"))));
+        entries.push((
+            "list",
+            arr(vec![st("a"), st(email), arr(vec![kv(&[("deep", st(email))])])]),
+        ));
+        kv(&entries)
+    };
+    let g = redact_json("{}", &value("jane@example.com"));
+    // Only the matched parts change; every sibling keeps its value and type.
+    assert_json(g, &value("***"));
+    // A top-level array too.
+    let g = redact_json("{}", &arr(vec![st("ok"), int(7), st("jane@example.com")]));
+    assert_json(g, &arr(vec![st("ok"), int(7), st("***")]));
+}
+
+#[test]
+fn json_leaves_are_scanned_decoded_after_escapes() {
+    // In JSON text a newline is `\n`: scanned raw, the detectors would see "nBearer"
+    // or "\teyJ…" glued to a letter and miss the secret.
+    let value = |token: &str, jwt: &str, card: &str| {
+        kv(&[
+            ("note", st(&format!("line one\nBearer {token}"))),
+            ("tabbed", st(&format!("k:\t{jwt}"))),
+            ("list", arr(vec![st("plain"), st(&format!("x\n{card}"))])),
+            ("mail", st("to:\njane@example.com")),
+            ("n", int(7)),
+        ])
+    };
+    let g = redact_json(
+        r#"{"detectors":["bearer","jwt","credit_card","email"]}"#,
+        &value("t0k3n", JWT, "4111 1111 1111 1111"),
     );
-    // A custom pattern that would break the JSON masks the whole value instead.
+    let mut want = value("***", "***", "***");
+    want["kvlistValue"]["values"][3]["value"] = st("to:\n***");
+    assert_json(g, &want);
+}
+
+#[test]
+fn json_whole_value_replaces_the_leaf_only() {
+    let cfg = r#"{"whole_value":true}"#;
+    let g = redact_json(cfg, &kv(&[("u", st("mail jane@example.com")), ("k", st("keep"))]));
+    assert_json(g, &kv(&[("u", st("***")), ("k", st("keep"))]));
+}
+
+#[test]
+fn json_leaves_hash_like_strings() {
+    let cfg = r#"{"action":"hash","salt":"s1","detectors":["email"]}"#;
+    let g = redact_json(cfg, &arr(vec![st("to jane@example.com!")]));
+    assert_json(
+        g,
+        &arr(vec![st(&format!("to {}!", sha("s1", "jane@example.com")))]),
+    );
+}
+
+#[test]
+fn custom_patterns_see_decoded_strings_not_json_syntax() {
+    // The pattern matches the decoded text (a real newline), and cannot touch
+    // the JSON around the strings.
+    let cfg = r#"{"detectors":[],"patterns":[{"regex":"secret\\n\\d+"},{"regex":"\"key\""}]}"#;
+    let g = redact_json(cfg, &kv(&[("key", st("a secret\n123 b")), ("k", st("\"key\""))]));
+    assert_json(g, &kv(&[("key", st("a *** b")), ("k", st("***"))]));
+}
+
+#[test]
+fn clean_json_values_produce_no_edits() {
+    let mut b = MemoryBatch::logs();
+    // No trigger character at all (skipped without parsing), and triggers without a match.
+    b.log(Value::Json(arr(vec![st("a"), st("b")]).to_string()))
+        .attr("v", Value::Json(kv(&siblings()).to_string()));
+    b.log(Value::Json(
+        kv(&[("when", st("12:30:45 on 2024-01-02")), ("by", st("Bob @ home"))]).to_string(),
+    ));
+    let mut p = plugin("{}");
+    assert!(b.process(&mut p).unwrap().is_empty());
+    assert_eq!(p.redacted_count(), 0);
+}
+
+#[test]
+fn json_that_is_not_otlp_is_masked_whole_on_a_match() {
+    // weir always writes OTLP/JSON; anything else cannot be edited in place.
     let mut b = MemoryBatch::traces();
-    b.span("s").attr("map", Value::Json(r#"{"secret":"x"}"#.into()));
-    b.process(&mut plugin(r#"{"patterns":[{"regex":"\"secret\":"}]}"#))
-        .unwrap();
-    assert_eq!(b.attr_str(Level::Item, 0, "map"), Some("***"));
+    b.span("s")
+        .attr(
+            "plain",
+            Value::Json(r#"{"user":"line\njane@example.com"}"#.into()),
+        )
+        .attr("clean", Value::Json(r#"["a","b"]"#.into()));
+    b.process(&mut plugin("{}")).unwrap();
+    assert_eq!(b.attr_str(Level::Item, 0, "plain"), Some("***"));
+    assert_eq!(
+        b.attr(Level::Item, 0, "clean"),
+        Some(&Value::Json(r#"["a","b"]"#.into()))
+    );
+}
+
+#[test]
+fn key_rules_apply_to_map_keys_inside_values() {
+    let value = |secret: J, token: J| {
+        let mut entries = siblings();
+        entries.push(("db.password", secret));
+        entries.push((
+            "list",
+            arr(vec![kv(&[
+                ("http.request.header.authorization", token),
+                ("ok", st("x")),
+            ])]),
+        ));
+        kv(&entries)
+    };
+    let cfg = r#"{"keys":["*.password","http.request.header.*"],"detectors":[]}"#;
+    let g = redact_json(cfg, &value(st("hunter2"), st("Basic eHl6")));
+    assert_json(g, &value(st("***"), st("***")));
+    // Non-string values are masked to a string too, as for attributes.
+    let g = redact_json(cfg, &value(int(1234), arr(vec![st("a")])));
+    assert_json(g, &value(st("***"), st("***")));
+    // Already masked: nothing changes on a second pass.
+    let mut b = MemoryBatch::traces();
+    b.span("s")
+        .attr("v", Value::Json(value(st("***"), st("***")).to_string()));
+    assert!(b.process(&mut plugin(cfg)).unwrap().is_empty());
+}
+
+#[test]
+fn key_rules_inside_values_remove_and_hash() {
+    let cfg = r#"{"keys":["secret.*"],"key_action":"remove","detectors":[]}"#;
+    let g = redact_json(
+        cfg,
+        &kv(&[
+            ("secret.a", st("x")),
+            ("keep", kv(&[("secret.b", int(1)), ("k", st("v"))])),
+        ]),
+    );
+    assert_json(g, &kv(&[("keep", kv(&[("k", st("v"))]))]));
+
+    // Hashes match what the same value hashes to as a top-level attribute.
+    let cfg = r#"{"keys":["h.*"],"key_action":"hash","salt":"s","detectors":[]}"#;
+    let g = redact_json(
+        cfg,
+        &kv(&[
+            ("h.str", st("u-42")),
+            ("h.int", int(42)),
+            ("h.double", json!({ "doubleValue": 0.5 })),
+            ("h.bool", json!({ "boolValue": false })),
+            ("h.bytes", json!({ "bytesValue": "aGk=" })),
+            ("k", st("u-42")),
+        ]),
+    );
+    let mut b = MemoryBatch::traces();
+    b.span("s")
+        .attr("h.str", "u-42")
+        .attr("h.int", Value::Int(42))
+        .attr("h.double", Value::Double(0.5))
+        .attr("h.bool", Value::Bool(false))
+        .attr("h.bytes", Value::Bytes(b"hi".to_vec()));
+    b.process(&mut plugin(cfg)).unwrap();
+    let top = |k: &str| st(b.attr_str(Level::Item, 0, k).unwrap());
+    assert_json(
+        g,
+        &kv(&[
+            ("h.str", top("h.str")),
+            ("h.int", top("h.int")),
+            ("h.double", top("h.double")),
+            ("h.bool", top("h.bool")),
+            ("h.bytes", top("h.bytes")),
+            ("k", st("u-42")),
+        ]),
+    );
+    assert_eq!(top("h.str"), st(&sha("s", "u-42")));
+    assert_eq!(top("h.int"), st(&sha("s", "42")));
+}
+
+#[test]
+fn allow_list_applies_to_map_keys_inside_values() {
+    let cfg = r#"{"key_mode":"allow","keys":["http.*","method"],"detectors":[]}"#;
+    let g = redact_json(
+        cfg,
+        &kv(&[("method", st("GET")), ("user", st("jane")), ("n", int(3))]),
+    );
+    // "v" itself is not allowed, so the whole attribute is masked first.
+    assert!(matches!(g, Got::Other(Value::Str(ref m)) if m == "***"), "{g:?}");
+    let mut b = MemoryBatch::traces();
+    b.span("s").attr(
+        "http.request",
+        Value::Json(kv(&[("method", st("GET")), ("user", st("jane")), ("n", int(3))]).to_string()),
+    );
+    b.process(&mut plugin(cfg)).unwrap();
+    assert_json(
+        got(b.attr(Level::Item, 0, "http.request")),
+        &kv(&[("method", st("GET")), ("user", st("***")), ("n", st("***"))]),
+    );
+}
+
+#[test]
+fn ignore_keys_do_not_stop_key_rules_inside_values() {
+    let cfg = r#"{"keys":["*.password"],"ignore_keys":["cfg"]}"#;
+    let mut b = MemoryBatch::traces();
+    b.span("s").attr(
+        "cfg",
+        Value::Json(kv(&[("db.password", st("p")), ("owner", st("ops@example.com"))]).to_string()),
+    );
+    b.process(&mut plugin(cfg)).unwrap();
+    // The value rules skip the ignored attribute; the key rule still masks the password.
+    assert_json(
+        got(b.attr(Level::Item, 0, "cfg")),
+        &kv(&[("db.password", st("***")), ("owner", st("ops@example.com"))]),
+    );
+}
+
+#[test]
+fn key_rules_apply_inside_map_log_bodies() {
+    let mut b = MemoryBatch::logs();
+    b.log(Value::Json(
+        kv(&[("msg", st("login ok")), ("user.password", st("hunter2"))]).to_string(),
+    ));
+    b.log(Value::Json(kv(&[("user.password", st("x"))]).to_string()));
+    let mut p = plugin(r#"{"keys":["*.password"],"detectors":[]}"#);
+    b.process(&mut p).unwrap();
+    assert_json(
+        got(b.item_at(0).body.as_ref()),
+        &kv(&[("msg", st("login ok")), ("user.password", st("***"))]),
+    );
+    assert_eq!(p.redacted_count(), 2);
+    // log_bodies = false leaves bodies alone entirely.
+    let mut b = MemoryBatch::logs();
+    b.log(Value::Json(kv(&[("user.password", st("x"))]).to_string()));
+    let cfg = r#"{"keys":["*.password"],"log_bodies":false}"#;
+    assert!(b.process(&mut plugin(cfg)).unwrap().is_empty());
 }
 
 #[test]
@@ -358,6 +640,25 @@ fn log_bodies_strings_and_json() {
     b.log("jane@example.com");
     b.process(&mut plugin(r#"{"log_bodies":false}"#)).unwrap();
     assert_eq!(b.item_at(0).body, s("jane@example.com"));
+}
+
+#[test]
+fn log_event_names_are_redacted() {
+    let mut b = MemoryBatch::logs();
+    b.log("x").event_name("user.login jane@example.com");
+    b.log("y").event_name("app.start");
+    let mut p = plugin("{}");
+    let changes = b.process(&mut p).unwrap();
+    assert_eq!(changes.edits.len(), 1);
+    assert_eq!(b.item_at(0).event_name, "user.login ***");
+    assert_eq!(b.item_at(1).event_name, "app.start");
+    let mut b = MemoryBatch::logs();
+    b.log("x").event_name("jane@example.com");
+    assert!(
+        b.process(&mut plugin(r#"{"event_names":false}"#))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
