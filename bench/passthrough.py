@@ -779,11 +779,11 @@ def print_report(
     print(header)
     print("-" * len(header))
     for r in results:
-        lost = r.sent_spans - r.delivered_spans
+        lost = round(r.sent_spans - r.delivered_spans)
         print(
             f"{r.system:<14} {r.phase:<5} {('max' if r.offered == 0 else fmt_rate(r.offered)):>9} "
             f"{fmt_rate(r.accepted_rate):>10} {fmt_rate(r.delivered_rate):>11} "
-            f"{r.sut_cores:>9.2f} {r.cpu_per_mspans:>8.2f} {lost:>7} {r.failed_requests:>8} "
+            f"{r.sut_cores:>9.2f} {r.cpu_per_mspans:>8.2f} {lost:>7} {round(r.failed_requests):>8} "
             f"{(f'{r.gen_cores:.2f}' if r.gen_cores is not None else '-'):>5} "
             f"{r.sink_cores:>5.2f} {r.other_cores:>5.2f} {r.compressed_share:>5.0%} "
             f"{(f'{r.peak_rss_mib:.0f}' if r.peak_rss_mib else '-'):>7}"
