@@ -51,6 +51,12 @@ pub struct TracesArgs {
     /// Seed for the generated content.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Plant a secret (an email, a bearer JWT, a card number or a SQL
+    /// statement, in turn) in one span out of every N, for redaction
+    /// benchmarks; 0 = none (the default, which keeps the load identical to
+    /// the pass-through benchmark's).
+    #[arg(long, default_value_t = 0)]
+    secrets_every: usize,
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
@@ -90,7 +96,8 @@ pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
     if !(args.duration > 0.0 && args.timeout > 0.0) {
         bail!("--duration and --timeout must be positive");
     }
-    let pool: Arc<[Bytes]> = build_pool(args.pool, args.spans_per_request, args.seed).into();
+    let pool: Arc<[Bytes]> =
+        build_pool(args.pool, args.spans_per_request, args.seed, args.secrets_every).into();
     let pool_bytes: usize = pool.iter().map(Bytes::len).sum();
     let bytes_per_span = pool_bytes as f64 / (args.pool * args.spans_per_request) as f64;
     eprintln!(
@@ -260,15 +267,19 @@ fn json_string(s: &str) -> String {
     out
 }
 
-/// Builds `pool` encoded requests of `spans_per_request` spans each.
-pub fn build_pool(pool: usize, spans_per_request: usize, seed: u64) -> Vec<Bytes> {
+/// Builds `pool` encoded requests of `spans_per_request` spans each, with a
+/// secret in one span out of every `secrets_every` (0 = none).
+pub fn build_pool(pool: usize, spans_per_request: usize, seed: u64, secrets_every: usize) -> Vec<Bytes> {
     let mut rng = StdRng::seed_from_u64(seed);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     (0..pool)
         .map(|i| {
-            let request = build_request(&mut rng, i, spans_per_request, now);
+            let mut request = build_request(&mut rng, i, spans_per_request, now);
+            if secrets_every > 0 {
+                plant_secrets(&mut request, i * spans_per_request, secrets_every);
+            }
             let encoded = Bytes::from(request.encode_to_vec());
             debug_assert_eq!(
                 wire::count(&encoded, wire::SPANS_PATH),
@@ -412,6 +423,36 @@ fn build_request(rng: &mut StdRng, index: usize, spans: usize, now_ns: u64) -> E
     }
 }
 
+/// Adds one secret attribute to every `every`-th span (counting from
+/// `first`, the request's first span number). Placement is by position, not
+/// drawn from the RNG, so the rest of the load is unchanged.
+fn plant_secrets(request: &mut ExportTraceServiceRequest, first: usize, every: usize) {
+    let spans = request
+        .resource_spans
+        .iter_mut()
+        .flat_map(|r| r.scope_spans.iter_mut())
+        .flat_map(|s| s.spans.iter_mut());
+    for (n, span) in spans.enumerate() {
+        let number = first + n;
+        if number % every != 0 {
+            continue;
+        }
+        let secret = match (number / every) % 4 {
+            0 => kv("user.email", format!("customer{number}@example.com")),
+            1 => kv(
+                "http.request.header.authorization",
+                format!("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ{number:x}In0.c2lnbmF0dXJl"),
+            ),
+            2 => kv("payment.card", "card 4111 1111 1111 1111 charged"),
+            _ => kv(
+                "db.statement",
+                format!("SELECT * FROM users WHERE email = 'u{number}@example.com'"),
+            ),
+        };
+        span.attributes.push(secret);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,7 +464,7 @@ mod tests {
 
     #[test]
     fn pool_spans_are_realistic() {
-        let pool = build_pool(4, 100, 7);
+        let pool = build_pool(4, 100, 7, 0);
         let bytes: usize = pool.iter().map(Bytes::len).sum();
         let per_span = bytes / 400;
         assert!((600..=800).contains(&per_span), "{per_span} bytes/span");
@@ -434,6 +475,38 @@ mod tests {
             spans
                 .iter()
                 .all(|s| s.attributes.len() == 10 && s.trace_id.len() == 16 && s.span_id.len() == 8)
+        );
+    }
+
+    #[test]
+    fn secrets_are_planted_without_changing_the_rest() {
+        let plain = build_pool(2, 40, 3, 0);
+        let with = build_pool(2, 40, 3, 10);
+        let mut planted = Vec::new();
+        for (a, b) in plain.iter().zip(&with) {
+            let a = ExportTraceServiceRequest::decode(a.clone()).expect("decodes");
+            let b = ExportTraceServiceRequest::decode(b.clone()).expect("decodes");
+            let (a, b) = (
+                &a.resource_spans[0].scope_spans[0].spans,
+                &b.resource_spans[0].scope_spans[0].spans,
+            );
+            for (x, y) in a.iter().zip(b) {
+                assert_eq!(x.attributes[..], y.attributes[..10]);
+                planted.extend(y.attributes[10..].iter().map(|kv| kv.key.clone()));
+            }
+        }
+        assert_eq!(
+            planted,
+            [
+                "user.email",
+                "http.request.header.authorization",
+                "payment.card",
+                "db.statement",
+                "user.email",
+                "http.request.header.authorization",
+                "payment.card",
+                "db.statement"
+            ]
         );
     }
 }

@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn counts_generated_spans() {
-        let requests = crate::traces::build_pool(3, 7, 1);
+        let requests = crate::traces::build_pool(3, 7, 1, 0);
         for req in &requests {
             assert_eq!(count(req, SPANS_PATH), Ok(7));
         }
@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn rejects_truncated_input() {
-        let requests = crate::traces::build_pool(1, 2, 2);
+        let requests = crate::traces::build_pool(1, 2, 2, 0);
         let req = &requests[0];
         assert!(count(&req[..req.len() - 3], SPANS_PATH).is_err());
         assert_eq!(count(&[], SPANS_PATH), Ok(0));

@@ -16,25 +16,11 @@ use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
-use weir_plugin_sdk::{Attributes, Batch, Level, Plugin, PluginError, Signal, Value, ValueRef, parse_config};
+use weir_plugin_sdk::{
+    Attributes, Batch, Level, OneOrMany, Plugin, PluginError, Signal, Value, ValueRef, parse_config,
+};
 
 use weir_plugin_sdk::glob::GlobSet;
-
-#[derive(Deserialize, Debug)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn items(&self) -> &[String] {
-        match self {
-            OneOrMany::One(s) => std::slice::from_ref(s),
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]

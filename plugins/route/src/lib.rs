@@ -14,25 +14,11 @@ use std::fmt::Write as _;
 
 use regex::Regex;
 use serde::Deserialize;
-use weir_plugin_sdk::{Batch, Column, Field, Level, Plugin, PluginError, Signal, ValueRef, parse_config};
+use weir_plugin_sdk::{
+    Batch, Column, Field, Level, OneOrMany, Plugin, PluginError, Signal, ValueRef, parse_config,
+};
 
 use weir_plugin_sdk::glob::Glob;
-
-#[derive(Deserialize, Debug)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn items(&self) -> &[String] {
-        match self {
-            OneOrMany::One(s) => std::slice::from_ref(s),
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]

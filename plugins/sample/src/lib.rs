@@ -17,29 +17,13 @@
 //! keeps important logs. Metrics pass through. See README.md for the options.
 
 use serde::Deserialize;
-use weir_plugin_sdk::{Batch, Column, Field, Level, Plugin, PluginError, parse_config};
+use weir_plugin_sdk::{Batch, Column, Field, Level, OneOrMany, Plugin, PluginError, parse_config};
 
 use weir_plugin_sdk::glob::Glob;
 
 const TWO_56: u64 = 1 << 56;
 const MASK_56: u64 = TWO_56 - 1;
 const STATUS_ERROR: u32 = 2;
-
-#[derive(Deserialize, Debug)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn items(&self) -> &[String] {
-        match self {
-            OneOrMany::One(s) => std::slice::from_ref(s),
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
 
 #[derive(Deserialize, Debug)]
 #[serde(untagged)]

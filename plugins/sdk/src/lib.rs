@@ -107,6 +107,25 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, S
     })
 }
 
+/// A config value given as one string or a list of strings
+/// (`level = "item"` or `level = ["item", "event"]`).
+#[derive(serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The strings, one or many.
+    pub fn items(&self) -> &[String] {
+        match self {
+            OneOrMany::One(s) => std::slice::from_ref(s),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
 /// Exports a [`Plugin`] type as the Wasm component's `weir:plugin` world.
 /// Natively this expands to nothing, so the same crate builds for both.
 #[macro_export]
