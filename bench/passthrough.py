@@ -38,7 +38,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-TARGETS = {"cpu_ratio_max": 0.75, "throughput_ratio_min": 1.30}
+TARGETS = {
+    "cpu_ratio_max": 0.75,  # weir / Rotel, pass-through
+    "throughput_ratio_min": 1.30,  # weir / Rotel, pass-through
+    "wasm_native_cpu_max": 1.10,  # weir chain as Wasm / the same chain native
+    "rotel_python_cpu_min": 5.0,  # Rotel + Python chain / weir + Wasm chain
+}
+# The plugin chain of the chain systems, in order; configs in bench/configs/.
+CHAIN = ["sample", "redact", "enrich", "route"]
+SYSTEMS = (
+    "weir", "weir-gzip", "weir-zstd", "rotel",
+    "weir-chain", "weir-chain-gzip", "weir-native-chain", "weir-native-chain-gzip", "rotel-chain",
+)
 
 # The weir config used when examples/configs/passthrough.toml is missing.
 FALLBACK_WEIR_CONFIG = {
@@ -468,12 +479,36 @@ class System:
 
 
 class Weir(System):
-    def __init__(self, binary: Path, template: Path | None, compression: str):
+    """weir as a pass-through forwarder, or (chain = "wasm" | "native") running
+    the four reference plugins of CHAIN as Wasm components or compiled in."""
+
+    def __init__(
+        self, binary: Path, template: Path | None, compression: str,
+        chain: str | None = None, plugins_dir: Path | None = None,
+    ):
         self.binary = binary
         self.template = template
         self.compression = compression
-        self.name = "weir" if compression == "none" else f"weir-{compression}"
-        self.label = f"weir ({compression})"
+        self.chain = chain
+        self.plugins_dir = plugins_dir
+        base = {None: "weir", "wasm": "weir-chain", "native": "weir-native-chain"}[chain]
+        self.name = base if compression == "none" else f"{base}-{compression}"
+        self.label = f"weir ({compression})" if chain is None else f"weir chain/{chain} ({compression})"
+
+    def plugins(self) -> dict:
+        out = {}
+        for name in CHAIN:
+            with open(REPO / "bench" / "configs" / f"{name}.toml", "rb") as f:
+                config = tomllib.load(f)
+            if self.chain == "native":
+                source = {"builtin": name}
+            else:
+                wasm = (self.plugins_dir or Path()) / f"weir_plugin_{name}.wasm"
+                if not wasm.is_file():
+                    raise HarnessError(f"{wasm} not found; build the plugins with plugins/build.sh")
+                source = {"path": str(wasm)}
+            out[name] = {**source, "on_error": "pass", "config": config}
+        return out
 
     def config(self, sink: Sink) -> tuple[dict, int, int]:
         if self.template and self.template.exists():
@@ -494,6 +529,11 @@ class Weir(System):
             if exporter.get("type") == "otlp_grpc":
                 exporter["endpoint"] = sink.endpoint
                 exporter["compression"] = self.compression
+        if self.chain:
+            doc["plugins"] = self.plugins()
+            traces = doc["pipelines"]["traces"]
+            traces["plugins"] = list(CHAIN)
+            traces["routes"] = {"payments": list(traces["exporters"])}
         try:
             traces_receiver = receivers[doc["pipelines"]["traces"]["receivers"][0]]
             grpc_port = int(traces_receiver["grpc"]["address"].rsplit(":", 1)[1])
@@ -510,7 +550,13 @@ class Weir(System):
             capture_output=True, text=True, env=clean_env(), timeout=30,
         )
         if check.returncode != 0:
-            raise HarnessError(f"weir rejected the generated config {path}:\n{check.stdout}{check.stderr}")
+            hint = ""
+            if self.chain == "native":
+                hint = ("\n(the native chain needs a weir built with "
+                        "`cargo build --release -p weir --features native-plugins`)")
+            raise HarnessError(
+                f"weir rejected the generated config {path}:\n{check.stdout}{check.stderr}{hint}"
+            )
         proc = Proc(self.name, [str(self.binary), "run", "--config", str(path)], logdir, cpus)
         ready = f"http://127.0.0.1:{admin_port}/ready"
         wait_until(f"{self.name} {ready}", proc, lambda: http_ok(ready))
@@ -519,11 +565,13 @@ class Weir(System):
 
 
 class Rotel(System):
-    name = "rotel"
+    """Rotel as a pass-through forwarder, or with a Python trace processor."""
 
-    def __init__(self, binary: Path):
+    def __init__(self, binary: Path, processor: Path | None = None):
         self.binary = binary
-        self.label = "Rotel"
+        self.processor = processor
+        self.name = "rotel" if processor is None else "rotel-chain"
+        self.label = "Rotel" if processor is None else "Rotel chain/python"
 
     def start(self, logdir, sink, cpus):
         grpc_port, http_port = free_port(), free_port()
@@ -547,6 +595,8 @@ class Rotel(System):
             "--log-file",
             str(logdir / "rotel-daemon.log"),
         ]
+        if self.processor is not None:
+            argv += ["--otlp-with-trace-processor", str(self.processor)]
         proc = Proc(self.name, argv, logdir, cpus)
         wait_until(f"{self.name} gRPC port {grpc_port}", proc, lambda: tcp_open(grpc_port))
         return proc, f"http://127.0.0.1:{grpc_port}"
@@ -565,6 +615,7 @@ class PhaseResult:
     delivered_rate: float  # spans/s arriving at the sink, steady-state window
     sut_cores: float  # SUT CPU seconds per second, steady-state window
     cpu_per_mspans: float  # SUT CPU seconds per million delivered spans, whole run
+    cpu_per_m_in: float  # SUT CPU seconds per million accepted (received) spans, whole run
     sent_spans: int
     delivered_spans: int
     failed_requests: int
@@ -598,6 +649,8 @@ def run_phase(
         str(args.concurrency),
         "--connections",
         str(args.connections),
+        "--secrets-every",
+        str(args.secrets_every),
         "--json",
     ]
     if args.wait_quiet > 0:
@@ -678,6 +731,9 @@ def run_phase(
         delivered_rate=slope(samples) if len(samples) > 10 else window_spans / window,
         sut_cores=(b.sut_cpu - a.sut_cpu) / window,
         cpu_per_mspans=(end.sut_cpu - start.sut_cpu) / delivered * 1e6 if delivered else float("nan"),
+        cpu_per_m_in=(
+            (end.sut_cpu - start.sut_cpu) / summary["ok_spans"] * 1e6 if summary["ok_spans"] else float("nan")
+        ),
         sent_spans=summary["ok_spans"],
         delivered_spans=delivered,
         failed_requests=summary["failed_requests"],
@@ -764,15 +820,16 @@ def print_report(
     results: list[PhaseResult], runs: list[PhaseResult], args, versions: dict[str, str]
 ) -> None:
     print()
-    print(f"OTLP/gRPC trace pass-through, {os.cpu_count()} CPUs, {args.duration:g}s per phase, "
+    print(f"OTLP/gRPC traces, {os.cpu_count()} CPUs, {args.duration:g}s per phase, "
           f"{args.spans_per_request} spans/request, concurrency {args.concurrency} "
           f"over {args.connections} connections"
+          + (f", a secret in 1 of {args.secrets_every} spans" if args.secrets_every else "")
           + (f", median of {args.repeat} repetitions" if args.repeat > 1 else ""))
     for name, version in versions.items():
         print(f"  {name}: {version}")
     header = (
-        f"{'system':<14} {'phase':<5} {'offered/s':>9} {'accepted/s':>10} {'delivered/s':>11} "
-        f"{'SUT cores':>9} {'CPU-s/M':>8} {'lost':>7} {'fail req':>8} "
+        f"{'system':<26} {'phase':<5} {'offered/s':>9} {'accepted/s':>10} {'delivered/s':>11} "
+        f"{'SUT cores':>9} {'CPU-s/M':>8} {'CPU-s/M in':>10} {'lost':>7} {'fail req':>8} "
         f"{'gen':>5} {'sink':>5} {'other':>5} {'gzip':>5} {'RSS MiB':>7}"
     )
     print()
@@ -781,9 +838,10 @@ def print_report(
     for r in results:
         lost = round(r.sent_spans - r.delivered_spans)
         print(
-            f"{r.system:<14} {r.phase:<5} {('max' if r.offered == 0 else fmt_rate(r.offered)):>9} "
+            f"{r.system:<26} {r.phase:<5} {('max' if r.offered == 0 else fmt_rate(r.offered)):>9} "
             f"{fmt_rate(r.accepted_rate):>10} {fmt_rate(r.delivered_rate):>11} "
-            f"{r.sut_cores:>9.2f} {r.cpu_per_mspans:>8.2f} {lost:>7} {round(r.failed_requests):>8} "
+            f"{r.sut_cores:>9.2f} {r.cpu_per_mspans:>8.2f} {r.cpu_per_m_in:>10.2f} {lost:>7} "
+            f"{round(r.failed_requests):>8} "
             f"{(f'{r.gen_cores:.2f}' if r.gen_cores is not None else '-'):>5} "
             f"{r.sink_cores:>5.2f} {r.other_cores:>5.2f} {r.compressed_share:>5.0%} "
             f"{(f'{r.peak_rss_mib:.0f}' if r.peak_rss_mib else '-'):>7}"
@@ -793,16 +851,16 @@ def print_report(
         for r in results:
             group = [x for x in runs if (x.system, x.phase) == (r.system, r.phase)]
             rates = [x.delivered_rate for x in group]
-            cpus = [x.cpu_per_mspans for x in group]
+            cpus = [x.cpu_per_m_in for x in group]
             print(
                 f"spread {r.system} {r.phase}: delivered/s {fmt_rate(min(rates))}..{fmt_rate(max(rates))}, "
-                f"CPU-s/M {min(cpus):.2f}..{max(cpus):.2f}"
+                f"CPU-s/M in {min(cpus):.2f}..{max(cpus):.2f}"
             )
     print()
 
     by_key = {(r.system, r.phase): r for r in results}
     rotel = "Rotel"
-    weirs = sorted({r.system for r in results if r.system.startswith("weir")})
+    weirs = sorted({r.system for r in results if r.system.startswith("weir (")})
     for weir in weirs:
         fixed_w, fixed_r = by_key.get((weir, "fixed")), by_key.get((rotel, "fixed"))
         if fixed_w and fixed_r:
@@ -822,13 +880,16 @@ def print_report(
             )
             cpu = max_w.cpu_per_mspans / max_r.cpu_per_mspans
             print(f"{weir} / Rotel CPU per span at max throughput: {cpu:.2f}")
+    print_chain_ratios(by_key, args)
 
     notes = []
     for r in results:
-        if r.phase == "fixed" and r.delivered_rate < 0.95 * r.offered:
+        # Chain systems sample about half away: judge them by what they accepted.
+        sustained = r.accepted_rate if "chain" in r.system else r.delivered_rate
+        if r.phase == "fixed" and sustained < 0.95 * r.offered:
             notes.append(
                 f"{r.system} did not sustain the offered {fmt_rate(r.offered)} spans/s "
-                f"(delivered {fmt_rate(r.delivered_rate)}/s): lower --rate for a like-for-like CPU comparison"
+                f"({fmt_rate(sustained)}/s): lower --rate for a like-for-like CPU comparison"
             )
         if r.other_cores > 0.15:
             notes.append(
@@ -837,7 +898,7 @@ def print_report(
             )
         if r.errors:
             notes.append(f"{r.system} {r.phase}: generator errors: " + "; ".join(r.errors[:3]))
-        if r.system == rotel and r.compressed_share > 0:
+        if r.system.startswith("Rotel") and r.compressed_share > 0:
             notes.append(
                 "Rotel sent gzip-compressed exports although --otlp-exporter-compression none was "
                 "given (its gRPC exporter ignores `none`); compare against weir (gzip) for equal work"
@@ -848,13 +909,43 @@ def print_report(
         "\ncolumns: offered = target load; accepted = spans acknowledged to the generator per "
         "second; delivered = spans/s reaching the sink in the steady-state window; SUT cores = "
         "CPU-seconds per second of the system under test in that window; CPU-s/M = SUT CPU-seconds "
-        "per million spans delivered over the whole phase (incl. drain); lost = acknowledged but "
-        "never delivered; gen/sink/other = cores used by the generator, the sink and everything "
+        "per million spans delivered over the whole phase (incl. drain); CPU-s/M in = the same per "
+        "million spans received (the chain samples half away, so compare chains on this); lost = "
+        "acknowledged but never delivered (expected for the chain systems, which sample); gen/sink/other = cores used by the generator, the sink and everything "
         "else; gzip = share of exports reaching the sink compressed; RSS = SUT peak resident memory."
     )
 
 
 # --------------------------------------------------------------------------
+
+
+def print_chain_ratios(by_key: dict, args) -> None:
+    """Ratios between the plugin-chain systems, per span received."""
+    def ratio(num: str, den: str, phase: str) -> float | None:
+        a, b = by_key.get((num, phase)), by_key.get((den, phase))
+        if a and b and b.cpu_per_m_in > 0:
+            return a.cpu_per_m_in / b.cpu_per_m_in
+        return None
+
+    for comp in ("none", "gzip", "zstd"):
+        wasm, native = f"weir chain/wasm ({comp})", f"weir chain/native ({comp})"
+        for phase in ("fixed", "max"):
+            r = ratio(wasm, native, phase)
+            if r is not None:
+                target = TARGETS["wasm_native_cpu_max"]
+                verdict = "met" if r <= target else "NOT met"
+                print(f"{wasm} / {native} CPU per span received, {phase}: {r:.2f} "
+                      f"(target <= {target:.2f}: {verdict})")
+        a, b = by_key.get((wasm, "max")), by_key.get((native, "max"))
+        if a and b and b.accepted_rate > 0:
+            print(f"{wasm} / {native} max accepted throughput: {a.accepted_rate / b.accepted_rate:.2f}")
+        for phase in ("fixed", "max"):
+            r = ratio("Rotel chain/python", wasm, phase)
+            if r is not None:
+                target = TARGETS["rotel_python_cpu_min"]
+                verdict = "met" if r >= target else "NOT met"
+                print(f"Rotel chain/python / {wasm} CPU per span received, {phase}: {r:.2f} "
+                      f"(target >= {target:.1f}: {verdict})")
 
 
 def parse_args() -> argparse.Namespace:
@@ -864,10 +955,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--systems",
         default="weir,weir-gzip,rotel",
-        help="comma list of weir, weir-gzip, weir-zstd, rotel (default weir,weir-gzip,rotel)",
+        help="comma list of " + ", ".join(SYSTEMS) + " (default weir,weir-gzip,rotel); "
+        "the chain systems run the four reference plugins (bench/configs/) as Wasm, compiled in "
+        "(native), or as an equivalent Python processor in Rotel (bench/rotel_chain.py)",
     )
     p.add_argument("--phases", default="fixed,max", help="comma list of fixed, max (default both)")
     p.add_argument("--spans-per-request", type=int, default=100)
+    p.add_argument(
+        "--secrets-every", type=int, default=0, metavar="N",
+        help="plant a secret (email, bearer JWT, card number, SQL) in 1 of N generated spans (default 0: none)",
+    )
     p.add_argument("--concurrency", type=int, default=128, help="generator requests in flight (default 128)")
     p.add_argument("--connections", type=int, default=16, help="generator HTTP/2 connections (default 16)")
     p.add_argument("--loadgen-threads", type=int, default=1, help="generator tokio worker threads")
@@ -896,6 +993,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--loadgen", help="weir-loadgen binary (default target/release/weir-loadgen)")
     p.add_argument("--rotel", help="rotel-agent binary (default: from bench/.venv)")
     p.add_argument(
+        "--plugins-dir",
+        help="directory of the plugin components (default target/wasm32-wasip2/release)",
+    )
+    p.add_argument(
         "--weir-config-template",
         default=str(REPO / "examples" / "configs" / "passthrough.toml"),
         help="weir config whose ports/endpoints are rewritten (default examples/configs/passthrough.toml)",
@@ -917,8 +1018,8 @@ def main() -> int:
     systems_wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
     phases = [s.strip() for s in args.phases.split(",") if s.strip()]
     for s in systems_wanted:
-        if s not in ("weir", "weir-gzip", "weir-zstd", "rotel"):
-            raise HarnessError(f"unknown system {s!r}")
+        if s not in SYSTEMS:
+            raise HarnessError(f"unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
     for ph in phases:
         if ph not in ("fixed", "max"):
             raise HarnessError(f"unknown phase {ph!r}")
@@ -926,16 +1027,21 @@ def main() -> int:
     loadgen = find_release_binary("weir-loadgen", args.loadgen)
     systems: list[System] = []
     versions: dict[str, str] = {}
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    plugins_dir = Path(args.plugins_dir) if args.plugins_dir else target / "wasm32-wasip2" / "release"
     for s in systems_wanted:
         if s.startswith("weir"):
             weir = find_release_binary("weir", args.weir)
             versions["weir"] = binary_version(weir, "--version")
             template = Path(args.weir_config_template) if args.weir_config_template else None
-            systems.append(Weir(weir, template, "none" if s == "weir" else s.split("-", 1)[1]))
+            compression = s.rsplit("-", 1)[1] if s.endswith(("-gzip", "-zstd")) else "none"
+            chain = "native" if "native-chain" in s else "wasm" if "chain" in s else None
+            systems.append(Weir(weir, template, compression, chain, plugins_dir))
         else:
             rotel = find_rotel(args.rotel)
             versions["rotel"] = f"{binary_version(rotel, '--version')} ({rotel})"
-            systems.append(Rotel(rotel))
+            processor = REPO / "bench" / "rotel_chain.py" if s == "rotel-chain" else None
+            systems.append(Rotel(rotel, processor))
 
     global NICE
     if args.nice:

@@ -434,7 +434,7 @@ fn plant_secrets(request: &mut ExportTraceServiceRequest, first: usize, every: u
         .flat_map(|s| s.spans.iter_mut());
     for (n, span) in spans.enumerate() {
         let number = first + n;
-        if number % every != 0 {
+        if !number.is_multiple_of(every) {
             continue;
         }
         let secret = match (number / every) % 4 {

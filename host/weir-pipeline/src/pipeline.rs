@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::export::{ExportStage, Refusal};
 use crate::metrics::DroppedLabels;
@@ -25,6 +25,11 @@ pub struct Pipeline {
     /// Every distinct stage, for admission.
     all: Vec<Arc<ExportStage>>,
     processor: ArcSwapOption<Processor>,
+    /// Shared by every pipeline: at most this many batches are processed at
+    /// once, one per blocking thread. Without a bound, every request in
+    /// flight gets its own thread (and its own plugin instances): more
+    /// threads than cores only adds context switches and memory.
+    workers: Arc<Semaphore>,
 }
 
 /// Room reserved in every stage of a pipeline for one batch.
@@ -45,6 +50,7 @@ impl Pipeline {
         signal: Signal,
         default: Vec<Arc<ExportStage>>,
         routes: BTreeMap<String, Vec<Arc<ExportStage>>>,
+        workers: Arc<Semaphore>,
     ) -> Self {
         let mut all: Vec<Arc<ExportStage>> = Vec::new();
         for s in default.iter().chain(routes.values().flatten()) {
@@ -59,6 +65,7 @@ impl Pipeline {
             routes,
             all,
             processor: ArcSwapOption::empty(),
+            workers,
         }
     }
 
@@ -90,12 +97,23 @@ impl Pipeline {
                 dropped: Vec::new(),
             });
         };
-        let processed = tokio::task::spawn_blocking(move || p.0.process(batch))
+        let fail = |message: String| Rejection::Plugin {
+            plugin: "chain".into(),
+            message,
+        };
+        let worker = self
+            .workers
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| Rejection::Plugin {
-                plugin: "chain".into(),
-                message: format!("processing task failed: {e}"),
-            })??;
+            .map_err(|_| fail("weir is shutting down".into()))?;
+        let processed = tokio::task::spawn_blocking(move || {
+            let out = p.0.process(batch);
+            drop(worker);
+            out
+        })
+        .await
+        .map_err(|e| fail(format!("processing task failed: {e}")))??;
         let counters = metrics.signal(self.signal);
         for (reason, n) in &processed.dropped {
             counters

@@ -3,7 +3,8 @@
 //! - `call/empty-batch`: the fixed cost of one plugin call — enter the instance,
 //!   hand over a batch (empty), return — for a Wasm plugin and the same plugin native;
 //! - `chain/512-spans`: the four reference plugins over a 512-span batch, as Wasm
-//!   components and compiled natively into the host (the chain-only ratio).
+//!   components and compiled natively into the host (the chain-only ratio);
+//! - `plugin/512-spans/<name>`: each plugin alone, Wasm and native.
 //!
 //! Needs the plugin components built first:
 //!   plugins/build.sh
@@ -34,13 +35,16 @@ fn kv(k: &str, v: String) -> KeyValue {
     }
 }
 
-/// `n` spans of ~700 bytes with 10 string attributes, over 4 services.
+/// `n` spans of ~700 bytes with 10 string attributes (one an email), over 4 services.
 pub fn spans(n: usize) -> Batch {
     let resource_spans = (0..4)
         .map(|svc| ResourceSpans {
             resource: Some(Resource {
                 attributes: vec![
-                    kv("service.name", format!("service-{svc}")),
+                    kv(
+                        "service.name",
+                        format!("{}-service", ["checkout", "cart", "payment", "shipping"][svc]),
+                    ),
                     kv("tenant", format!("tenant-{}", svc % 2)),
                     kv("host.name", format!("node-{svc}.cluster.local")),
                 ],
@@ -104,18 +108,20 @@ fn plugin(source: PluginSource, config: &str) -> PluginConfig {
     }
 }
 
-/// The four reference plugins with the configs the end-to-end benchmark uses.
+/// The four reference plugins, in order, with the configs the end-to-end benchmark
+/// (bench/passthrough.py, systems weir-chain and weir-native-chain) uses.
 pub const CHAIN: &[(&str, &str)] = &[
-    ("redact", include_str!("../../../bench/configs/redact.toml")),
     ("sample", include_str!("../../../bench/configs/sample.toml")),
+    ("redact", include_str!("../../../bench/configs/redact.toml")),
     ("enrich", include_str!("../../../bench/configs/enrich.toml")),
     ("route", include_str!("../../../bench/configs/route.toml")),
 ];
 
-fn chain(runtime: &PluginRuntime, native: bool) -> weir_wasm::PluginChain {
+fn chain(runtime: &PluginRuntime, native: bool, only: Option<&str>) -> weir_wasm::PluginChain {
     let here = std::env::current_dir().expect("cwd");
     let links = CHAIN
         .iter()
+        .filter(|(name, _)| only.is_none_or(|o| o == *name))
         .map(|(name, cfg)| {
             let source = if native {
                 PluginSource::Builtin((*name).into())
@@ -166,14 +172,29 @@ fn bench(c: &mut Criterion) {
     let batch = spans(512);
     let mut group = c.benchmark_group("chain/512-spans");
     group.throughput(Throughput::Elements(512));
-    let wasm_chain = chain(&runtime, false);
-    let native_chain = chain(&runtime, true);
+    let wasm_chain = chain(&runtime, false, None);
+    let native_chain = chain(&runtime, true, None);
     group.bench_function("wasm", |b| {
         b.iter(|| black_box(wasm_chain.process(batch.clone()).expect("ok")))
     });
     group.bench_function("native", |b| {
         b.iter(|| black_box(native_chain.process(batch.clone()).expect("ok")))
     });
+    group.finish();
+
+    // Each plugin alone (the batch is decoded and re-encoded around it, as in
+    // a chain of one), to see where the Wasm/native difference comes from.
+    let mut group = c.benchmark_group("plugin/512-spans");
+    group.throughput(Throughput::Elements(512));
+    for (name, _) in CHAIN {
+        for native in [false, true] {
+            let one = chain(&runtime, native, Some(name));
+            let id = format!("{name}/{}", if native { "native" } else { "wasm" });
+            group.bench_function(id, |b| {
+                b.iter(|| black_box(one.process(batch.clone()).expect("ok")))
+            });
+        }
+    }
     group.finish();
 }
 

@@ -45,6 +45,12 @@ pub fn wire(
     let mut stages = Stages::default();
     let mut stage_of: BTreeMap<(&str, Signal), Arc<ExportStage>> = BTreeMap::new();
     let mut pipelines_of: BTreeMap<&str, Vec<Arc<Pipeline>>> = BTreeMap::new();
+    let workers = config
+        .service
+        .processing_threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(2, |n| n.get());
+    let workers = Arc::new(tokio::sync::Semaphore::new(workers));
     for (name, p) in &config.pipelines {
         let signal = pipeline_signal(name).with_context(|| format!("pipelines.{name}: unknown signal"))?;
         let mut stage = |e: &String| -> anyhow::Result<Arc<ExportStage>> {
@@ -85,7 +91,13 @@ pub fn wire(
                 names.iter().map(&mut stage).collect::<anyhow::Result<Vec<_>>>()?,
             );
         }
-        let pipeline = Arc::new(Pipeline::new(name.clone(), signal, default, routes));
+        let pipeline = Arc::new(Pipeline::new(
+            name.clone(),
+            signal,
+            default,
+            routes,
+            workers.clone(),
+        ));
         if !p.plugins.is_empty() {
             let loaded = plugins.context("plugins are listed but none were loaded")?;
             let links = p

@@ -26,6 +26,9 @@ pub struct ServiceConfig {
     /// Where compiled plugins are cached (keyed by the wasm's sha256 and the
     /// engine settings). Must be private to weir. Unset: no cache.
     pub plugin_cache_dir: Option<PathBuf>,
+    /// Batches run through plugin chains at once (each on its own thread,
+    /// with its own plugin instances). Unset: the number of CPUs.
+    pub processing_threads: Option<std::num::NonZeroUsize>,
 }
 
 impl Default for ServiceConfig {
@@ -33,6 +36,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             shutdown_grace: HumanDuration::from_secs(10),
             plugin_cache_dir: None,
+            processing_threads: None,
         }
     }
 }
