@@ -183,14 +183,21 @@ impl HostBatch {
         if let [only] = ids[..] {
             return vec![(name(only), Batch::new(signal, encode(&self.tree), items))];
         }
-        ids.iter()
-            .map(|&id| {
-                let keep: Vec<bool> = self.routes.iter().map(|r| *r == id).collect();
-                let n = keep.iter().filter(|k| **k).count();
-                let mut tree = self.tree.clone();
-                output::retain(&mut tree, &keep);
-                (name(id), Batch::new(signal, encode(&tree), n))
-            })
+        // Part of each item = position of its route id in `ids`.
+        let part: Vec<usize> = self
+            .routes
+            .iter()
+            .map(|r| ids.binary_search(r).unwrap_or(0))
+            .collect();
+        let mut counts = vec![0usize; ids.len()];
+        for &p in &part {
+            counts[p] += 1;
+        }
+        let names: Vec<Option<String>> = ids.iter().map(|&id| name(id)).collect();
+        output::split(self.tree, &part, ids.len())
+            .into_iter()
+            .zip(names.into_iter().zip(counts))
+            .map(|(tree, (name, n))| (name, Batch::new(signal, encode(&tree), n)))
             .collect()
     }
 }

@@ -220,3 +220,42 @@ fn dropping_everything_yields_nothing() {
     .expect("valid");
     assert!(hb.finish().is_empty());
 }
+
+#[test]
+fn routing_splits_within_a_scope_and_keeps_headers() {
+    let mut hb = HostBatch::decode(&batch()).expect("decode");
+    hb.apply(Changes {
+        routes: vec![("r1".into(), vec![0, 2]), ("r2".into(), vec![1])],
+        ..Changes::default()
+    })
+    .expect("valid");
+    let out = hb.finish();
+    let names: Vec<Option<&str>> = out.iter().map(|(n, _)| n.as_deref()).collect();
+    assert_eq!(names, [Some("r1"), Some("r2")]);
+    let spans = |b: &Batch| -> Vec<(String, String)> {
+        decode_traces(b)
+            .resource_spans
+            .iter()
+            .flat_map(|rs| {
+                let svc = rs.resource.as_ref().expect("resource").attributes[0].clone();
+                let svc = match svc.value.and_then(|v| v.value) {
+                    Some(any_value::Value::StringValue(s)) => s,
+                    other => panic!("service.name {other:?}"),
+                };
+                rs.scope_spans
+                    .iter()
+                    .flat_map(|ss| ss.spans.iter())
+                    .map(move |s| (svc.clone(), s.name.clone()))
+            })
+            .collect()
+    };
+    assert_eq!(
+        spans(&out[0].1),
+        [("svc-a".into(), "a1".into()), ("svc-b".into(), "b1".into())]
+    );
+    assert_eq!(spans(&out[1].1), [("svc-a".into(), "a2".into())]);
+    assert_eq!((out[0].1.items, out[1].1.items), (2, 1));
+    // Nothing lost or duplicated: the parts hold every span once, with its attributes.
+    let a2 = &decode_traces(&out[1].1).resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(a2, &span("a2", 2));
+}
