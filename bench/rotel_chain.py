@@ -7,7 +7,8 @@ route}.toml ask weir's reference plugins to do:
 
   sample  keep a trace when the low 56 bits of its trace id are at or above the
           threshold for rate 0.5 (the same rule as weir's sample plugin, so both
-          keep the same traces), and always keep error spans;
+          keep the same traces), and keep every span of a trace that has an
+          error span in the batch (weir's `keep_errors`);
   redact  mask attributes whose key matches `*.password` or `db.statement`, and
           mask emails, Luhn-valid card numbers, bearer tokens and JWTs found in
           any string attribute (resource, scope, span, event, link) or span name;
@@ -16,6 +17,9 @@ route}.toml ask weir's reference plugins to do:
   route   decide the route by service.name. Rotel has one exporter here, so
           the decision is computed and not acted on (weir's bench config also
           sends every route to the same sink).
+
+Rotel calls `process_spans` once per resource; bench/loadgen sends one resource
+per request, so "per batch" means the same here as in weir.
 
 Written the way a careful Python author would: precompiled regexes, cheap
 substring prefilters before each regex, no per-item allocations beyond what the
@@ -96,13 +100,24 @@ def redact_attributes(attributes) -> None:
                 kv.value = AnyValue(clean)
 
 
-def keep(span) -> bool:
-    if span.status is not None and span.status.code == STATUS_ERROR:
-        return True
+def keep(span, error_traces: set) -> bool:
     tid = span.trace_id
+    if tid in error_traces:
+        return True
     if len(tid) != 16 or not any(tid):
         return True
     return int.from_bytes(tid[9:16], "big") >= THRESHOLD
+
+
+def error_trace_ids(resource_spans) -> set:
+    """Trace ids with an error span in this batch: all their spans are kept
+    (weir's keep_errors does the same within a batch)."""
+    out = set()
+    for scope_spans in resource_spans.scope_spans:
+        for span in scope_spans.spans:
+            if span.status is not None and span.status.code == STATUS_ERROR:
+                out.add(span.trace_id)
+    return out
 
 
 def process_spans(resource_spans) -> None:
@@ -120,12 +135,13 @@ def process_spans(resource_spans) -> None:
     # route: decided per resource; one exporter, so not acted on
     _route = ROUTES.get(service, "default")
 
+    error_traces = error_trace_ids(resource_spans)
     for scope_spans in resource_spans.scope_spans:
         if scope_spans.scope is not None:
             redact_attributes(scope_spans.scope.attributes)
         kept = []
         for span in scope_spans.spans:
-            if not keep(span):
+            if not keep(span, error_traces):
                 continue
             name = redact_text(span.name)
             if name != span.name:

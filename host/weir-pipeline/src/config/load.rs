@@ -515,6 +515,14 @@ exporters = ["backend", "missing"]
     }
 
     #[test]
+    fn processing_threads_must_be_positive() {
+        let c = parse_str("t.toml", &format!("[service]\nprocessing_threads = 3\n{GOOD}")).expect("valid");
+        assert_eq!(c.service.processing_threads.map(|n| n.get()), Some(3));
+        let k = keys(&format!("[service]\nprocessing_threads = 0\n{GOOD}"));
+        assert_eq!(k, vec!["service.processing_threads"]);
+    }
+
+    #[test]
     fn an_unknown_key_does_not_hide_a_bad_address_in_the_same_table() {
         let k = keys(&GOOD.replace(
             "type = \"otlp\"",
