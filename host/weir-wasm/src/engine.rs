@@ -23,6 +23,11 @@ pub const MAX_PLUGIN_MEMORY: usize = 1 << 30;
 fn config(pooling: bool) -> Config {
     let mut c = Config::new();
     c.wasm_component_model(true).epoch_interruption(true);
+    // WEIR_PERF_MAP=1 writes /tmp/perf-<pid>.map, so `perf report` names the
+    // functions of plugins (docs/plugins.md, "Profiling a plugin").
+    if std::env::var_os("WEIR_PERF_MAP").is_some_and(|v| v == "1") {
+        c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let mut p = PoolingAllocationConfig::default();
         p.total_component_instances(512)
