@@ -1,7 +1,8 @@
 //! In-process benchmarks of the plugin runtime (criterion):
 //!
 //! - `call/empty-batch`: the fixed cost of one plugin call — enter the instance,
-//!   hand over a batch (empty), return — for a Wasm plugin and the same plugin native;
+//!   hand over a batch (empty), return — with one host call (`wasm`) and without
+//!   (`wasm-noop`), next to the host-side decode alone;
 //! - `chain/512-spans`: the four reference plugins over a 512-span batch, as Wasm
 //!   components and compiled natively into the host (the chain-only ratio);
 //! - `plugin/512-spans/<name>`: each plugin alone, Wasm and native.
@@ -170,11 +171,27 @@ fn bench(c: &mut Criterion) {
         },
         "mode = \"ok\"",
     );
-    let wasm: Arc<dyn Runner> = runtime.load("noop", &misbehave, &here).expect("misbehave plugin");
+    let wasm: Arc<dyn Runner> = runtime.load("ok", &misbehave, &here).expect("misbehave plugin");
     group.bench_function("empty-batch/wasm", |b| {
         b.iter(|| {
             let tree = weir_batch::HostBatch::decode(&empty).expect("decode");
             black_box(wasm.run(tree))
+        })
+    });
+    // The same plugin returning at once: enter, hand over the batch, return,
+    // without the one host call (`len`) the run above makes.
+    let noop = plugin(
+        PluginSource::Path {
+            path: wasm_dir().join("weir_test_plugin_misbehave.wasm"),
+            sha256: None,
+        },
+        "mode = \"noop\"",
+    );
+    let noop: Arc<dyn Runner> = runtime.load("noop", &noop, &here).expect("misbehave plugin");
+    group.bench_function("empty-batch/wasm-noop", |b| {
+        b.iter(|| {
+            let tree = weir_batch::HostBatch::decode(&empty).expect("decode");
+            black_box(noop.run(tree))
         })
     });
     group.bench_function("empty-batch/decode-only", |b| {

@@ -9,6 +9,8 @@ use weir_plugin_sdk::{Batch, Level, Plugin, PluginError, parse_config};
 enum Mode {
     /// Behaves: tags every item with misbehave=ok.
     Ok,
+    /// Does nothing at all (for measuring the bare cost of a call).
+    Noop,
     /// Never returns.
     Loop,
     /// Allocates until the memory cap stops it.
@@ -58,6 +60,7 @@ impl Plugin for Misbehave {
             Mode::Ok
         };
         match mode {
+            Mode::Noop => Ok(()),
             Mode::Ok => {
                 for i in 0..batch.len() {
                     batch.set_attribute(Level::Item, i, "misbehave", "ok");
