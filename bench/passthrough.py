@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Side-by-side OTLP/gRPC pass-through benchmark: weir vs Rotel.
+"""Side-by-side OTLP/gRPC benchmark: weir vs Rotel, as pass-through forwarders
+or running the four-plugin chain (weir: Wasm or compiled in; Rotel: the same
+steps as a Python processor, bench/rotel_chain.py).
 
 Each system under test (SUT) receives trace export requests from
 `weir-loadgen traces` and forwards them to a `weir-loadgen sink`, all on
@@ -13,7 +15,9 @@ CPU time is read from /proc/PID/stat (utime + stime of the SUT and its
 children). Spans are counted where they arrive, at the sink.
 
 Stdlib only (Python 3.11+). Builds nothing: run
-`cargo build --release -p weir -p weir-loadgen` first. See bench/README.md.
+`cargo build --release -p weir -p weir-loadgen` first (with
+`--features weir/native-plugins` for the native chain, and plugins/build.sh
+for the Wasm one). See bench/README.md.
 """
 
 from __future__ import annotations

@@ -10,8 +10,12 @@ step() { printf '==> %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all --check
 
+# --all-features: also lints the native-plugin build and the benchmarks that need it.
 step "cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+
+step "benchmark scripts compile"
+"${PYTHON:-python3}" -m py_compile bench/*.py
 
 # Release builds throughout: the e2e suite and the benchmarks run optimised code,
 # and tests reuse the same artifacts instead of compiling wasmtime twice.
