@@ -22,8 +22,8 @@ step "benchmark scripts compile"
 step "cargo test"
 cargo test --workspace --release --quiet
 
-step "cargo build --release -p weir"
-cargo build --release -p weir --quiet
+step "cargo build --release -p weir -p weir-loadgen"
+cargo build --release -p weir -p weir-loadgen --quiet
 export WEIR_BIN="${WEIR_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/weir}"
 
 step "plugins (wasm32-wasip2 components)"
