@@ -21,8 +21,8 @@ pub struct WireError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Value<'a> {
     Varint(u64),
-    Fixed64,
-    Fixed32,
+    Fixed64(u64),
+    Fixed32(u32),
     Bytes(&'a [u8]),
 }
 
@@ -64,6 +64,12 @@ impl<'a> Fields<'a> {
         Err(self.err("varint longer than 10 bytes"))
     }
 
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self
             .pos
@@ -92,20 +98,14 @@ impl<'a> Fields<'a> {
         let start = self.base + self.pos;
         let value = match key & 7 {
             0 => Value::Varint(self.varint()?),
-            1 => {
-                self.take(8)?;
-                Value::Fixed64
-            }
+            1 => Value::Fixed64(u64::from_le_bytes(self.array()?)),
             2 => {
                 let len = usize::try_from(self.varint()?).map_err(|_| self.err("length too large"))?;
                 let start_of_bytes = self.base + self.pos;
                 let b = self.take(len)?;
                 return Ok((number, Value::Bytes(b), start_of_bytes));
             }
-            5 => {
-                self.take(4)?;
-                Value::Fixed32
-            }
+            5 => Value::Fixed32(u32::from_le_bytes(self.array()?)),
             _ => return Err(self.err("unsupported wire type (groups are not used by OTLP)")),
         };
         Ok((number, value, start))

@@ -106,7 +106,7 @@ impl Pipeline {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| fail("weir is shutting down".into()))?;
+            .map_err(|_| fail("the processing workers are closed".into()))?;
         let processed = tokio::task::spawn_blocking(move || {
             let out = p.0.process(batch);
             drop(worker);

@@ -1,5 +1,5 @@
-//! A minimal protobuf wire-format reader. The converters walk the encoded OTLP
-//! request with it and copy strings straight from the payload into Arrow
+//! A protobuf wire-format reader for the converters (over weir-otlp's walker,
+//! `weir_otlp::wire::Fields`). The converters walk the encoded OTLP request with it and copy strings straight from the payload into Arrow
 //! builders, instead of decoding into message trees first (which allocates a
 //! `String` per attribute key and value and costs more than the conversion).
 
@@ -50,74 +50,19 @@ impl<'a> Field<'a> {
     }
 }
 
-/// The fields of one encoded message, in wire order.
+/// The fields of one encoded message, in wire order: weir-otlp's wire walker,
+/// with this module's value accessors and error type.
 pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    fields: weir_otlp::wire::Fields<'a>,
+    failed: bool,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-
-    fn err(&self, what: &'static str) -> WireError {
-        WireError {
-            what,
-            offset: self.pos,
+        Reader {
+            fields: weir_otlp::wire::Fields::new(buf),
+            failed: false,
         }
-    }
-
-    fn varint(&mut self) -> Result<u64, WireError> {
-        let mut value = 0u64;
-        for shift in (0..70).step_by(7) {
-            let Some(&b) = self.buf.get(self.pos) else {
-                return Err(self.err("truncated varint"));
-            };
-            self.pos += 1;
-            value |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(value);
-            }
-        }
-        Err(self.err("varint longer than 10 bytes"))
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| self.err("field runs past the end of its message"))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let s = self.take(N)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
-    }
-
-    fn field(&mut self) -> Result<(u32, Field<'a>), WireError> {
-        let key = self.varint()?;
-        let number = u32::try_from(key >> 3).map_err(|_| self.err("field number out of range"))?;
-        if number == 0 {
-            return Err(self.err("field number 0"));
-        }
-        let value = match key & 7 {
-            0 => Field::Varint(self.varint()?),
-            1 => Field::Fixed64(u64::from_le_bytes(self.array()?)),
-            2 => {
-                let len = usize::try_from(self.varint()?).map_err(|_| self.err("length out of range"))?;
-                Field::Bytes(self.take(len)?)
-            }
-            5 => Field::Fixed32(u32::from_le_bytes(self.array()?)),
-            _ => return Err(self.err("unsupported wire type (groups are not used by OTLP)")),
-        };
-        Ok((number, value))
     }
 }
 
@@ -125,14 +70,30 @@ impl<'a> Iterator for Reader<'a> {
     type Item = Result<(u32, Field<'a>), WireError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.pos >= self.buf.len() {
+        use weir_otlp::wire::Value;
+        if self.failed {
             return None;
         }
-        let r = self.field();
-        if r.is_err() {
-            self.pos = self.buf.len();
-        }
-        Some(r)
+        let r = self.fields.next_field()?;
+        Some(match r {
+            Ok((number, value, _)) => Ok((
+                number,
+                match value {
+                    Value::Varint(v) => Field::Varint(v),
+                    Value::Fixed64(v) => Field::Fixed64(v),
+                    Value::Fixed32(v) => Field::Fixed32(v),
+                    Value::Bytes(b) => Field::Bytes(b),
+                },
+            )),
+            Err(e) => {
+                // A malformed field ends the message: nothing after it can be framed.
+                self.failed = true;
+                Err(WireError {
+                    what: e.what,
+                    offset: e.offset,
+                })
+            }
+        })
     }
 }
 
