@@ -45,6 +45,29 @@ impl Batch {
     }
 }
 
+/// Why a request could not be split to a size limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SplitError {
+    /// One item (with its resource and scope) is larger than the limit by itself.
+    #[error(
+        "one {noun} in this request takes {bytes} bytes encoded (with its resource and scope), more than the {limit}-byte batch limit of an exporter; send smaller items or raise batch.max_bytes"
+    )]
+    ItemTooLarge {
+        noun: &'static str,
+        bytes: usize,
+        limit: usize,
+    },
+    #[error("cannot split the request: {0}")]
+    Malformed(String),
+}
+
+/// Splits an encoded request into requests of at most `max_bytes` each, by
+/// resource, scope and item, keeping item order (supplied by the OTLP crate,
+/// which knows the wire format).
+pub trait RequestSplitter: Send + Sync + 'static {
+    fn split(&self, batch: &Batch, max_bytes: usize) -> Result<Vec<Batch>, SplitError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

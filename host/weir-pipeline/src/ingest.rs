@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::export::Refusal;
-use crate::metrics::{ReceiverLabels, RefusedLabels};
+use crate::metrics::{ReceiverLabels, RefusedLabels, RefusedRequestLabels};
 use crate::pipeline::PipelineError;
 use crate::process::Rejection;
 use crate::{Batch, Metrics, Pipeline, Signal};
@@ -63,6 +63,35 @@ impl Ingest {
         !self.pipelines[signal.index()].is_empty()
     }
 
+    /// Counts a request the receiver refused before submitting it (malformed,
+    /// invalid UTF-8, too deep, too large, ...), with the items it could count.
+    pub fn refuse(&self, transport: &'static str, signal: Signal, reason: &'static str, items: usize) {
+        self.count_refused_request(transport, signal, reason);
+        if items > 0 {
+            self.metrics
+                .signal(signal)
+                .refused
+                .get_or_create(&RefusedLabels {
+                    receiver: self.receiver.clone(),
+                    transport: transport.into(),
+                    reason: reason.into(),
+                })
+                .inc_by(items as u64);
+        }
+    }
+
+    fn count_refused_request(&self, transport: &str, signal: Signal, reason: &str) {
+        self.metrics
+            .refused_requests
+            .get_or_create(&RefusedRequestLabels {
+                receiver: self.receiver.clone(),
+                transport: transport.into(),
+                signal: signal.as_str().into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
     /// Refuses everything from now on (shutdown has begun).
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
@@ -91,6 +120,7 @@ impl Ingest {
                     SubmitError::PluginRejected(_) => "plugin_rejected",
                     SubmitError::Invalid(_) => "invalid",
                 };
+                self.count_refused_request(transport, batch.signal, reason);
                 counters
                     .refused
                     .get_or_create(&RefusedLabels {

@@ -17,7 +17,7 @@ pub mod pipeline;
 pub mod process;
 pub mod signal;
 
-pub use batch::Batch;
+pub use batch::{Batch, RequestSplitter, SplitError};
 pub use export::{ExportError, ExportOutcome, ExportStage, Exporter, StageSettings};
 pub use ingest::{Ingest, SubmitError};
 pub use metrics::Metrics;

@@ -31,6 +31,14 @@ pub struct RefusedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedRequestLabels {
+    pub receiver: String,
+    pub transport: String,
+    pub signal: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExporterLabels {
     pub exporter: String,
 }
@@ -72,6 +80,9 @@ pub struct Metrics {
     pub queue_size: Family<QueueLabels, Gauge>,
     pub queue_capacity: Family<QueueLabels, Gauge>,
     pub batch_send_size: Family<QueueLabels, Histogram, fn() -> Histogram>,
+    /// Requests refused by a receiver, by reason (`invalid`, `too_large`,
+    /// `queue_full`, ...): also those refused before their items could be counted.
+    pub refused_requests: Family<RefusedRequestLabels, Counter>,
 }
 
 fn batch_histogram() -> Histogram {
@@ -130,7 +141,14 @@ impl Metrics {
             "Items per batch handed to an exporter",
             batch_send_size.clone(),
         );
+        let refused_requests = Family::<RefusedRequestLabels, Counter>::default();
+        registry.register(
+            "receiver_refused_requests",
+            "Requests a receiver refused, by reason (also those whose items could not be counted)",
+            refused_requests.clone(),
+        );
         Arc::new(Metrics {
+            refused_requests,
             registry: Mutex::new(registry),
             refreshers: Mutex::new(Vec::new()),
             signals,

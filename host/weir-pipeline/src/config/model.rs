@@ -29,6 +29,10 @@ pub struct ServiceConfig {
     /// Batches run through plugin chains at once (each on its own thread,
     /// with its own plugin instances). Unset: the number of CPUs.
     pub processing_threads: Option<std::num::NonZeroUsize>,
+    /// Where weir keeps state that must survive a restart (disk queues under
+    /// `queue/`). Unset: exporters with `queue.type = "disk"` must give
+    /// `queue.directory`.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for ServiceConfig {
@@ -37,6 +41,7 @@ impl Default for ServiceConfig {
             shutdown_grace: HumanDuration::from_secs(10),
             plugin_cache_dir: None,
             processing_threads: None,
+            data_dir: None,
         }
     }
 }
@@ -46,12 +51,15 @@ impl Default for ServiceConfig {
 pub struct AdminConfig {
     /// Serves /health, /ready and /metrics.
     pub address: String,
+    /// Connections served at once; more are accepted and closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             address: "0.0.0.0:13133".into(),
+            max_connections: 64,
         }
     }
 }
@@ -89,6 +97,14 @@ impl OtlpReceiverConfig {
             ),
         }
     }
+
+    /// The connection limits of the gRPC and HTTP listeners (defaults for the
+    /// default listeners).
+    pub fn limits(&self) -> (ConnectionLimits, ConnectionLimits) {
+        let of =
+            |l: &Option<ListenerConfig>| l.as_ref().map_or_else(ConnectionLimits::default, |l| l.limits());
+        (of(&self.grpc), of(&self.http))
+    }
 }
 
 fn default_max_request_size() -> ByteSize {
@@ -99,6 +115,73 @@ fn default_max_request_size() -> ByteSize {
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub address: String,
+    #[serde(default = "d_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "d_header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
+    #[serde(default = "d_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    #[serde(default = "d_keepalive_interval")]
+    pub keepalive_interval: HumanDuration,
+    #[serde(default = "d_keepalive_timeout")]
+    pub keepalive_timeout: HumanDuration,
+}
+
+fn d_max_connections() -> usize {
+    ConnectionLimits::default().max_connections
+}
+fn d_header_read_timeout() -> HumanDuration {
+    ConnectionLimits::default().header_read_timeout
+}
+fn d_idle_timeout() -> HumanDuration {
+    ConnectionLimits::default().idle_timeout
+}
+fn d_keepalive_interval() -> HumanDuration {
+    ConnectionLimits::default().keepalive_interval
+}
+fn d_keepalive_timeout() -> HumanDuration {
+    ConnectionLimits::default().keepalive_timeout
+}
+
+impl ListenerConfig {
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            keepalive_interval: self.keepalive_interval,
+            keepalive_timeout: self.keepalive_timeout,
+        }
+    }
+}
+
+/// Connection hygiene of one listener: what a client may hold and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; beyond it new ones are closed right away
+    /// (and logged, rate-limited), so existing clients keep being served.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this time of connecting
+    /// (or of its previous request on a kept-alive connection).
+    pub header_read_timeout: HumanDuration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: HumanDuration,
+    /// HTTP/2 keepalive: ping an idle connection this often...
+    pub keepalive_interval: HumanDuration,
+    /// ...and close it when the ping is not answered within this time.
+    pub keepalive_timeout: HumanDuration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 4096,
+            header_read_timeout: HumanDuration::from_secs(10),
+            idle_timeout: HumanDuration::from_secs(120),
+            keepalive_interval: HumanDuration::from_secs(30),
+            keepalive_timeout: HumanDuration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,15 +197,18 @@ pub enum ExporterConfig {
 impl ExporterConfig {
     /// The queue, batch and retry settings every exporter type has.
     pub fn stage(&self) -> StageConfig {
-        let (queue, batch, retry) = match self {
-            ExporterConfig::OtlpGrpc(c) | ExporterConfig::OtlpHttp(c) => (&c.queue, &c.batch, &c.retry),
-            ExporterConfig::Console(c) => (&c.queue, &c.batch, &c.retry),
+        let (queue, batch, retry, circuit_breaker) = match self {
+            ExporterConfig::OtlpGrpc(c) | ExporterConfig::OtlpHttp(c) => {
+                (&c.queue, &c.batch, &c.retry, &c.circuit_breaker)
+            }
+            ExporterConfig::Console(c) => (&c.queue, &c.batch, &c.retry, &c.circuit_breaker),
             ExporterConfig::Parquet(c) => return c.stage(),
         };
         StageConfig {
             queue: queue.clone(),
             batch: batch.clone(),
             retry: retry.clone(),
+            circuit_breaker: circuit_breaker.clone(),
         }
     }
 }
@@ -133,6 +219,7 @@ pub struct StageConfig {
     pub queue: QueueConfig,
     pub batch: BatchConfig,
     pub retry: RetryConfig,
+    pub circuit_breaker: CircuitBreakerConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +240,8 @@ pub struct OtlpExporterConfig {
     pub batch: BatchConfig,
     #[serde(default)]
     pub retry: RetryConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
 }
 
 fn default_export_timeout() -> HumanDuration {
@@ -170,6 +259,8 @@ pub struct ConsoleExporterConfig {
     pub batch: BatchConfig,
     #[serde(default)]
     pub retry: RetryConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -191,44 +282,135 @@ pub enum Compression {
     Zstd,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Where an exporter's queue keeps accepted data until the destination has it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    /// In memory: lost if weir is killed.
+    #[default]
+    Memory,
+    /// Append-only segment files, fsync-ed before the client is acknowledged:
+    /// survives kill -9 and power loss.
+    Disk,
+}
+
+/// When a disk queue calls fsync (the client is acknowledged only after it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// As soon as a write is done; requests arriving meanwhile share the next fsync.
+    #[default]
+    Always,
+    /// Group commit: at most once per `fsync_interval`, acknowledging every
+    /// request written since the previous one.
+    Interval,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
+    #[serde(rename = "type")]
+    pub kind: QueueKind,
     /// Items (spans, log records, metric points) this exporter may hold, queued or
     /// in flight. When full, receivers refuse new data with a retryable error.
     pub capacity: usize,
+    /// Bytes (encoded OTLP) this exporter may hold, queued or in flight; a full
+    /// queue refuses like `capacity`. Unset: 64 MiB in memory, 1 GiB on disk.
+    pub max_bytes: Option<ByteSize>,
     /// Export requests in flight at once.
     pub concurrency: usize,
+    /// Disk queue: its directory (one subdirectory per signal). Unset:
+    /// `<service.data_dir>/queue/<exporter>`.
+    pub directory: Option<PathBuf>,
+    /// Disk queue: when to fsync.
+    pub fsync: FsyncPolicy,
+    /// Disk queue with `fsync = "interval"`: the group-commit interval.
+    pub fsync_interval: HumanDuration,
+    /// Disk queue: size at which a segment file is closed and a new one started.
+    pub segment_size: ByteSize,
+}
+
+impl QueueConfig {
+    pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
+    pub const DEFAULT_DISK_BYTES: u64 = 1 << 30;
+
+    /// The byte capacity, applying the per-kind default.
+    pub fn byte_capacity(&self) -> u64 {
+        self.max_bytes.map_or(
+            match self.kind {
+                QueueKind::Memory => Self::DEFAULT_MEMORY_BYTES,
+                QueueKind::Disk => Self::DEFAULT_DISK_BYTES,
+            },
+            |b| b.0,
+        )
+    }
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
+            kind: QueueKind::Memory,
             capacity: 100_000,
+            max_bytes: None,
             concurrency: 4,
+            directory: None,
+            fsync: FsyncPolicy::Always,
+            fsync_interval: HumanDuration::from_millis(10),
+            segment_size: ByteSize::mib(64),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Stops sending to a destination that keeps failing, so it can recover.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreakerConfig {
+    pub enabled: bool,
+    /// Consecutive failed attempts that open the circuit.
+    pub failure_threshold: u32,
+    /// How long an open circuit waits before one probe request.
+    pub cool_down: HumanDuration,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        CircuitBreakerConfig {
+            enabled: true,
+            failure_threshold: 10,
+            cool_down: HumanDuration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Send once this many items are buffered...
     pub max_items: usize,
+    /// ...or this many bytes (never more in one request: larger requests are
+    /// split, so a destination with gRPC's default 4 MiB limit takes them)...
+    pub max_bytes: ByteSize,
     /// ...or once the oldest buffered item is this old.
     pub timeout: HumanDuration,
+}
+
+impl BatchConfig {
+    /// 4 MiB (gRPC's and the Collector's default receive limit) less 1 KiB of
+    /// headroom for framing.
+    pub const DEFAULT_MAX_BYTES: u64 = (4 << 20) - 1024;
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
             max_items: 8192,
+            max_bytes: ByteSize(Self::DEFAULT_MAX_BYTES),
             timeout: HumanDuration::from_millis(200),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     pub enabled: bool,

@@ -14,7 +14,9 @@
 
 use std::path::PathBuf;
 
-use super::{BatchConfig, ByteSize, HumanDuration, QueueConfig, RetryConfig, StageConfig};
+use super::{
+    BatchConfig, ByteSize, CircuitBreakerConfig, HumanDuration, QueueConfig, RetryConfig, StageConfig,
+};
 use serde::Deserialize;
 
 /// Where and how the archive writes. Exactly one of `path` and `url` is required.
@@ -65,6 +67,8 @@ pub struct ParquetExporterConfig {
     pub batch: BatchConfig,
     #[serde(default)]
     pub retry: RetryConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
 }
 
 fn default_max_rows() -> usize {
@@ -110,6 +114,7 @@ impl ParquetExporterConfig {
             queue: QueueConfig::default(),
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
+            circuit_breaker: CircuitBreakerConfig::default(),
         }
     }
 
@@ -119,6 +124,7 @@ impl ParquetExporterConfig {
             queue: self.queue.clone(),
             batch: self.batch.clone(),
             retry: self.retry.clone(),
+            circuit_breaker: self.circuit_breaker.clone(),
         }
     }
 

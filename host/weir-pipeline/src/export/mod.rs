@@ -34,6 +34,11 @@ pub enum ExportError {
     /// Trying again cannot help (e.g. HTTP 400, INVALID_ARGUMENT).
     #[error("{message}")]
     Permanent { message: String },
+    /// The destination refused the request for its size (HTTP 413, gRPC
+    /// RESOURCE_EXHAUSTED without RetryInfo): the stage splits the batch in
+    /// halves and sends them, down to single requests as received.
+    #[error("{message}")]
+    TooLarge { message: String },
 }
 
 impl ExportError {
@@ -45,6 +50,11 @@ impl ExportError {
     }
     pub fn permanent(message: impl Into<String>) -> Self {
         ExportError::Permanent {
+            message: message.into(),
+        }
+    }
+    pub fn too_large(message: impl Into<String>) -> Self {
+        ExportError::TooLarge {
             message: message.into(),
         }
     }

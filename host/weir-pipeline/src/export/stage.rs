@@ -284,7 +284,7 @@ impl Worker {
                     }
                     return;
                 }
-                Err(ExportError::Permanent { message }) => {
+                Err(ExportError::Permanent { message } | ExportError::TooLarge { message }) => {
                     return self.failed(batch.items, "permanent_error", &message);
                 }
                 Err(ExportError::Retryable { message, retry_after }) => (message, retry_after),

@@ -1,0 +1,1 @@
+//! weir's durable export queue (being written).
