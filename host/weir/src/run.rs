@@ -127,7 +127,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     if tokio::time::timeout(grace, servers_done).await.is_err() {
         tracing::warn!("receivers did not finish in-flight requests within the grace period");
     }
-    wired.stages.drain(grace).await;
+    wired.stages.drain(tokio::time::Instant::now() + grace).await;
     admin_stop.cancel();
     let _ = admin_task.await;
     tracing::info!("weir stopped");

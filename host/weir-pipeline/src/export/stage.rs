@@ -157,11 +157,11 @@ impl Stages {
 
     /// Closes every stage and waits for queued batches to be sent, at most `grace`;
     /// what is still unsent then is counted as failed with reason "shutdown".
-    pub async fn drain(mut self, grace: Duration) {
+    pub async fn drain(mut self, deadline: Instant) {
         for s in &self.stages {
             s.close();
         }
-        let deadline = Instant::now() + grace;
+        let grace = deadline.saturating_duration_since(Instant::now());
         let all_done = async { while self.tasks.join_next().await.is_some() {} };
         tokio::pin!(all_done);
         if tokio::time::timeout_at(deadline, &mut all_done).await.is_err() {
@@ -400,7 +400,7 @@ mod tests {
         );
         let p = stage.try_reserve(3).expect("room");
         stage.enqueue(batch(3), p).expect("open");
-        stages.drain(Duration::from_secs(5)).await;
+        stages.drain(Instant::now() + Duration::from_secs(5)).await;
         assert_eq!(flaky.items.load(Ordering::SeqCst), 8);
         assert!(
             metrics
@@ -421,7 +421,7 @@ mod tests {
         let stage = stages.start(settings(100), dead, metrics.clone());
         let p = stage.try_reserve(7).expect("room");
         stage.enqueue(batch(7), p).expect("open");
-        stages.drain(Duration::from_millis(200)).await;
+        stages.drain(Instant::now() + Duration::from_millis(200)).await;
         let text = metrics.encode();
         assert!(
             text.contains("weir_exporter_send_failed_spans_total{exporter=\"test\",reason=\"shutdown\"} 7"),
