@@ -366,6 +366,7 @@ mod tests {
             concurrency: 1,
             batch: BatchConfig {
                 max_items: 10,
+                max_bytes: crate::config::ByteSize::mib(1),
                 timeout: HumanDuration::from_millis(20),
             },
             retry: RetryConfig {
