@@ -32,6 +32,10 @@ pub enum SubmitError {
     /// The data cannot be processed (gRPC INVALID_ARGUMENT, HTTP 400).
     #[error("{0}")]
     Invalid(String),
+    /// Temporarily unable to take the data, e.g. a disk queue's write failed
+    /// (gRPC UNAVAILABLE, HTTP 503): retry later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub struct Ingest {
@@ -119,6 +123,7 @@ impl Ingest {
                     SubmitError::ShuttingDown => "shutting_down",
                     SubmitError::PluginRejected(_) => "plugin_rejected",
                     SubmitError::Invalid(_) => "invalid",
+                    SubmitError::Unavailable(_) => "unavailable",
                 };
                 self.count_refused_request(transport, batch.signal, reason);
                 counters

@@ -130,7 +130,10 @@ impl ExportService {
 pub fn status_of(e: SubmitError) -> Status {
     let code = match e {
         SubmitError::NoPipeline(_) => Code::Unimplemented,
-        SubmitError::Full | SubmitError::ShuttingDown | SubmitError::PluginRejected(_) => Code::Unavailable,
+        SubmitError::Full
+        | SubmitError::ShuttingDown
+        | SubmitError::PluginRejected(_)
+        | SubmitError::Unavailable(_) => Code::Unavailable,
         SubmitError::Invalid(_) => Code::InvalidArgument,
         SubmitError::TooLarge { .. } => Code::ResourceExhausted,
     };

@@ -196,7 +196,10 @@ fn failure_of(e: SubmitError) -> Failure {
             Failure::new(StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, message)
         }
         SubmitError::Invalid(_) => Failure::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, message),
-        SubmitError::Full | SubmitError::ShuttingDown | SubmitError::PluginRejected(_) => Failure {
+        SubmitError::Full
+        | SubmitError::ShuttingDown
+        | SubmitError::PluginRejected(_)
+        | SubmitError::Unavailable(_) => Failure {
             retry_after: true,
             ..Failure::new(StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, message)
         },
