@@ -336,11 +336,32 @@ class OtlpSink(_RecordingSink):
         assert self._server is None, "sink already running"
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=8),
-            options=[
-                ("grpc.max_receive_message_length", 256 * MiB),
-                ("grpc.so_reuseport", 0),
-            ],
+            options=self._server_options(),
+            interceptors=self._interceptors(),
         )
+        self._add_services(server)
+        # Rebinding right after a stop can briefly fail; retry for a moment.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                bound = server.add_insecure_port(f"{LOOPBACK}:{self.port}")
+            except RuntimeError:
+                bound = 0
+            if bound == self.port:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sink could not bind port {self.port}")
+            time.sleep(0.1)
+        server.start()
+        self._server = server
+
+    def _server_options(self) -> list:
+        return [("grpc.max_receive_message_length", 256 * MiB), ("grpc.so_reuseport", 0)]
+
+    def _interceptors(self) -> tuple:
+        return ()
+
+    def _add_services(self, server: grpc.Server) -> None:
         sink = self
 
         class Traces(trace_service_pb2_grpc.TraceServiceServicer):
@@ -361,20 +382,6 @@ class OtlpSink(_RecordingSink):
             trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
             logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
             metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
-        # Rebinding right after a stop can briefly fail; retry for a moment.
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                bound = server.add_insecure_port(f"{LOOPBACK}:{self.port}")
-            except RuntimeError:
-                bound = 0
-            if bound == self.port:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"sink could not bind port {self.port}")
-            time.sleep(0.1)
-        server.start()
-        self._server = server
 
     def stop(self) -> None:
         if self._server is not None:
@@ -420,11 +427,22 @@ class OtlpSink(_RecordingSink):
             )
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
 
+@dataclass(frozen=True)
+class HttpAttempt:
+    time: float  # time.monotonic() when the request arrived
+    path: str
+    status: int  # what the sink answered
+    span_ids: tuple  # span ids in the body (traces)
+
+
 class OtlpHttpSink(_RecordingSink):
     """A real OTLP/HTTP server (protobuf bodies, gzip/zstd Content-Encoding) on a
     loopback port, for weir's otlp_http exporter. Records decoded requests like
     OtlpSink, plus each request's path and headers (`http_requests`). `fail_next`
-    holds HTTP status codes to answer instead of 200."""
+    holds answers to give instead of 200: an HTTP status code, or a
+    `(code, {header: value})` pair (e.g. `(429, {"Retry-After": "2"})`).
+    `attempts` lists every POST as `HttpAttempt(time, path, status, span_ids)`
+    (time.monotonic()), failed ones included, for measuring retry gaps."""
 
     _MESSAGES = {
         "/v1/traces": ("traces", trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse),
@@ -441,10 +459,16 @@ class OtlpHttpSink(_RecordingSink):
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.http_requests: list[tuple[str, dict]] = []
+        self.attempts: list[HttpAttempt] = []
 
     @property
     def endpoint(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+    def attempts_with(self, span_id: bytes) -> list["HttpAttempt"]:
+        """The attempts (any outcome) whose body held `span_id`."""
+        with self._lock:
+            return [a for a in self.attempts if span_id in a.span_ids]
 
     def start(self) -> None:
         sink = self
@@ -455,10 +479,13 @@ class OtlpHttpSink(_RecordingSink):
             def log_message(self, *args):  # quiet
                 pass
 
-            def _reply(self, code: int, body: bytes = b"", ctype: str = "application/x-protobuf"):
+            def _reply(self, code: int, body: bytes = b"", ctype: str = "application/x-protobuf",
+                       headers: dict | None = None):
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -472,8 +499,6 @@ class OtlpHttpSink(_RecordingSink):
                 if entry is None:
                     return self._reply(404, b"no such path", "text/plain")
                 failure = sink._next_failure()
-                if failure is not None:
-                    return self._reply(failure, b"injected failure", "text/plain")
                 encoding = headers.get("content-encoding", "")
                 if encoding == "gzip":
                     raw = gzip.decompress(raw)
@@ -488,6 +513,14 @@ class OtlpHttpSink(_RecordingSink):
                     request = req_cls.FromString(raw)
                 except Exception:
                     return self._reply(400, b"bad protobuf", "text/plain")
+                ids = tuple(span_ids_of(request)) if signal_name == "traces" else ()
+                status = 200
+                if failure is not None:
+                    status, extra = (failure, {}) if isinstance(failure, int) else failure
+                with sink._lock:
+                    sink.attempts.append(HttpAttempt(time.monotonic(), self.path, status, ids))
+                if failure is not None:
+                    return self._reply(status, b"injected failure", "text/plain", extra)
                 sink._record(signal_name, request, tuple(headers.items()))
                 self._reply(200, resp_cls().SerializeToString())
 
@@ -501,6 +534,638 @@ class OtlpHttpSink(_RecordingSink):
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+# ---------------------------------------------------------------------------
+# delivery checks: a fault-injecting sink, a sender that tracks what was
+# acknowledged, and `acknowledged ⊆ delivered` (test_delivery.py, test_disk_queue.py)
+
+TRACE_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+GRPC_DEFAULT_MAX_MESSAGE = 4 * MiB  # gRPC's (and the Collector's) default receive limit
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected gRPC failure, an entry of `FaultSink.fail_next`. `retry_delay`
+    (seconds) adds a google.rpc.RetryInfo to the status details
+    (`grpc-status-details-bin`), as a server that asks for a pause does."""
+
+    code: grpc.StatusCode
+    message: str = "injected failure"
+    retry_delay: float | None = None
+
+    def status_details(self) -> bytes:
+        from google.protobuf import any_pb2, duration_pb2
+        from google.rpc import error_details_pb2, status_pb2
+
+        details = []
+        if self.retry_delay is not None:
+            whole = int(self.retry_delay)
+            delay = duration_pb2.Duration(seconds=whole, nanos=int(round((self.retry_delay - whole) * 1e9)))
+            info = any_pb2.Any()
+            info.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+            details.append(info)
+        return status_pb2.Status(code=self.code.value[0], message=self.message, details=details).SerializeToString()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One Export call that reached a FaultSink's handler."""
+
+    time: float  # time.monotonic() on arrival
+    signal: str
+    items: int
+    size: int  # encoded request bytes (after gRPC decompression)
+    outcome: str  # "OK" or the status code's name
+    span_ids: tuple  # traces only
+
+
+class _CallCounter(grpc.ServerInterceptor):
+    """Counts calls when their headers arrive, before the message is read: a call
+    that grpcio refuses itself (message over the receive limit) is counted here
+    but never reaches the handler."""
+
+    def __init__(self, sink: "FaultSink"):
+        self.sink = sink
+
+    def intercept_service(self, continuation, handler_call_details):
+        with self.sink._lock:
+            self.sink.calls_started += 1
+        return continuation(handler_call_details)
+
+
+class FaultSink(OtlpSink):
+    """An OTLP/gRPC sink that keeps every delivered span id (with how many times it
+    came) and injects faults, all changeable while it runs:
+
+    - `fail_next`: answers for the next calls, in order: a grpc.StatusCode or a Fault
+      (e.g. `Fault(RESOURCE_EXHAUSTED, retry_delay=1.0)`);
+    - `unavailable_rate`: the fraction of calls answered UNAVAILABLE (seeded RNG);
+    - `poison_prefix`: a call holding any span whose name starts with it gets
+      INVALID_ARGUMENT (a strict destination rejecting a whole merged batch);
+    - `delay`: seconds each call waits before it is answered;
+    - `max_receive_bytes` (constructor; default gRPC's 4 MiB): larger messages get
+      grpcio's own RESOURCE_EXHAUSTED "Received message larger than max", counted
+      in `oversized_rejections`;
+    - stop() / start() on the same port (what was recorded survives).
+
+    `attempts` lists every call that reached the handler (any outcome) and
+    `max_request_bytes` the largest request answered OK. With keep_requests=False
+    decoded requests are not kept (spans() etc. are then empty; ids still are)."""
+
+    def __init__(self, port: int | None = None, *, max_receive_bytes: int | None = GRPC_DEFAULT_MAX_MESSAGE,
+                 seed: int = 0, keep_requests: bool = True):
+        super().__init__(port)
+        self.max_receive_bytes = max_receive_bytes
+        self.keep_requests = keep_requests
+        self.unavailable_rate = 0.0
+        self.poison_prefix: str | None = None
+        self.delay = 0.0
+        self._rng = random.Random(seed)
+        self._id_counts: dict[bytes, int] = {}
+        self.attempts: list[Attempt] = []
+        self.max_request_bytes = 0
+        self.calls_started = 0
+        self.handled = 0
+
+    # -- server ------------------------------------------------------------
+
+    def _server_options(self) -> list:
+        limit = self.max_receive_bytes if self.max_receive_bytes is not None else 256 * MiB
+        return [("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)]
+
+    def _interceptors(self) -> tuple:
+        return (_CallCounter(self),)
+
+    def _add_services(self, server: grpc.Server) -> None:
+        for signal_name, (service, req_cls, resp_cls) in self._SERVICES.items():
+            def behavior(pair, context, signal_name=signal_name, resp_cls=resp_cls):
+                size, request = pair
+                return self._handle(signal_name, size, request, context, resp_cls())
+
+            handler = grpc.unary_unary_rpc_method_handler(
+                behavior,
+                request_deserializer=lambda b, req_cls=req_cls: (len(b), req_cls.FromString(b)),
+                response_serializer=resp_cls.SerializeToString,
+            )
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
+
+    def _handle(self, signal_name: str, size: int, request, context, response):
+        with self._lock:
+            self.handled += 1
+        if self.delay:
+            time.sleep(self.delay)
+        ids = tuple(span_ids_of(request)) if signal_name == "traces" else ()
+        fault = self._decide(signal_name, request)
+        with self._lock:
+            self.attempts.append(Attempt(time.monotonic(), signal_name, _count_items(signal_name, request), size,
+                                         "OK" if fault is None else fault.code.name, ids))
+        if fault is not None:
+            if fault.retry_delay is not None:
+                context.set_trailing_metadata((("grpc-status-details-bin", fault.status_details()),))
+            context.abort(fault.code, fault.message)
+        with self._lock:
+            for i in ids:
+                self._id_counts[i] = self._id_counts.get(i, 0) + 1
+            self.max_request_bytes = max(self.max_request_bytes, size)
+        if self.keep_requests:
+            self._record(signal_name, request, tuple(context.invocation_metadata()))
+        return response
+
+    def _decide(self, signal_name: str, request) -> Fault | None:
+        failure = self._next_failure()
+        if failure is not None:
+            return failure if isinstance(failure, Fault) else Fault(failure)
+        if self.poison_prefix and signal_name == "traces":
+            for rs in request.resource_spans:
+                for ss in rs.scope_spans:
+                    for s in ss.spans:
+                        if s.name.startswith(self.poison_prefix):
+                            return Fault(grpc.StatusCode.INVALID_ARGUMENT,
+                                         f"span {s.name!r} refused: names starting with {self.poison_prefix!r} "
+                                         "are not accepted (the whole request is rejected)")
+        with self._lock:
+            unavailable = self.unavailable_rate > 0 and self._rng.random() < self.unavailable_rate
+        if unavailable:
+            return Fault(grpc.StatusCode.UNAVAILABLE, "injected outage")
+        return None
+
+    # -- what arrived --------------------------------------------------------
+
+    def id_counts(self) -> dict[bytes, int]:
+        """Delivered span id -> times delivered (requests answered OK only)."""
+        with self._lock:
+            return dict(self._id_counts)
+
+    def delivered_ids(self) -> set[bytes]:
+        with self._lock:
+            return set(self._id_counts)
+
+    def duplicates(self) -> int:
+        with self._lock:
+            return sum(c - 1 for c in self._id_counts.values())
+
+    def span_ids(self) -> list[bytes]:
+        return [i for i, c in self.id_counts().items() for _ in range(c)]
+
+    def attempts_with(self, span_id: bytes) -> list[Attempt]:
+        with self._lock:
+            return [a for a in self.attempts if span_id in a.span_ids]
+
+    def outcomes(self) -> dict[str, int]:
+        with self._lock:
+            out: dict[str, int] = {}
+            for a in self.attempts:
+                out[a.outcome] = out.get(a.outcome, 0) + 1
+            return out
+
+    @property
+    def oversized_rejections(self) -> int:
+        """Calls grpcio refused before the handler (over max_receive_bytes)."""
+        with self._lock:
+            return self.calls_started - self.handled
+
+
+def _count_items(signal_name: str, request) -> int:
+    if signal_name == "traces":
+        return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    if signal_name == "logs":
+        return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+    n = 0
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                if kind:
+                    n += len(getattr(m, kind).data_points)
+    return n
+
+
+# -- hand-built protobuf (requests python's protobuf refuses to serialize) ------
+
+
+def pb_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def pb_len(field_number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return pb_varint(field_number << 3 | 2) + pb_varint(len(payload)) + payload
+
+
+def raw_string_attribute(key: str, value: bytes) -> bytes:
+    """A Span.attributes entry (field 9) whose string_value is `value` as given,
+    e.g. invalid UTF-8."""
+    return pb_len(9, pb_len(1, key.encode()) + pb_len(2, pb_len(1, value)))
+
+
+def nested_any_value(depth: int) -> bytes:
+    """An AnyValue holding arrays `depth` levels deep around a string."""
+    v = pb_len(1, b"leaf")
+    for _ in range(depth):
+        v = pb_len(5, pb_len(1, v))  # AnyValue.array_value { values: [v] }
+    return v
+
+
+def raw_attribute(key: str, any_value: bytes) -> bytes:
+    """A Span.attributes entry (field 9) with an encoded AnyValue."""
+    return pb_len(9, pb_len(1, key.encode()) + pb_len(2, any_value))
+
+
+def raw_trace_request(spans: Iterable[bytes], service_name: str = "weir-e2e") -> bytes:
+    """An ExportTraceServiceRequest around encoded spans (one resource, one scope)."""
+    resource = resource_pb2.Resource(attributes=dict_to_attrs({"service.name": service_name})).SerializeToString()
+    scope = pb_len(1, pb_len(1, b"weir-e2e-raw")) + b"".join(pb_len(2, s) for s in spans)
+    return pb_len(1, pb_len(1, resource) + pb_len(2, scope))
+
+
+# -- the tracking sender --------------------------------------------------------
+
+RETRYABLE_GRPC = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "ABORTED"})
+RETRYABLE_HTTP = frozenset({"429", "502", "503", "504", "conn-error", "timeout"})
+
+_prefix_lock = threading.Lock()
+_prefixes_used: set[bytes] = set()
+
+
+def _fresh_prefix(rng: random.Random) -> bytes:
+    with _prefix_lock:
+        while True:
+            p = rng.randbytes(3)
+            if p not in _prefixes_used and p != b"\0\0\0":
+                _prefixes_used.add(p)
+                return p
+
+
+@dataclass
+class SentRequest:
+    ids: tuple  # span ids in the request
+    status: str  # final answer: "OK", a gRPC code name, an HTTP code, "conn-error", "timeout"
+    attempts: int
+    message: str  # the last refusal's message ("" when OK)
+    size: int  # encoded bytes
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.status == "OK"
+
+
+def http_error_message(r: requests.Response) -> str:
+    """The message of an OTLP/HTTP error answer (a google.rpc.Status, protobuf or
+    JSON, or plain text)."""
+    ctype = r.headers.get("Content-Type", "")
+    if "protobuf" in ctype:
+        from google.rpc import status_pb2
+
+        try:
+            return status_pb2.Status.FromString(r.content).message
+        except Exception:
+            pass
+    if "json" in ctype:
+        try:
+            return str(r.json().get("message", r.text))
+        except ValueError:
+            pass
+    return r.text
+
+
+class TrackingSender:
+    """Sends traces to weir over gRPC (grpcio, raw bytes) or OTLP/HTTP protobuf and
+    records, per request, whether it was acknowledged (OK / 200) or refused (the
+    code). Every span id is unique: a random 3-byte prefix of this sender and a
+    5-byte counter. `retries` > 0 resends a refused request (same ids) like an SDK,
+    on `retry_on` codes, with exponential backoff from `retry_backoff` up to 1 s.
+
+    `start(rate, duration)` sends at `rate` spans/s from `threads` threads until
+    stop() or `duration`; send()/send_raw() send one request now.
+    `acknowledged_ids()`, `refused()` (final refusals by code),
+    `refused_attempts()` (every refused attempt) and `summary()` report."""
+
+    def __init__(self, weir: "Weir", *, transport: str = "grpc", spans_per_request: int = 10,
+                 attr_bytes: int = 0, name_prefix: str = "span", retries: int = 0, retry_backoff: float = 0.1,
+                 retry_on: Iterable[str] | None = None, timeout: float = 10.0, seed: int | None = None):
+        assert transport in ("grpc", "http"), transport
+        self.weir = weir
+        self.transport = transport
+        self.spans_per_request = spans_per_request
+        self.attr_bytes = attr_bytes
+        self.name_prefix = name_prefix
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.retry_on = frozenset(retry_on) if retry_on is not None else (
+            RETRYABLE_GRPC if transport == "grpc" else RETRYABLE_HTTP)
+        self.timeout = timeout
+        self._rng = random.Random(seed)
+        self.prefix = _fresh_prefix(self._rng)
+        self._counter = 0
+        self._lock = threading.Lock()
+        self.sent: list[SentRequest] = []
+        self._refused_attempts: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._local = threading.local()
+        self.errors: list[BaseException] = []
+
+    # -- building ------------------------------------------------------------
+
+    def next_ids(self, n: int) -> list[bytes]:
+        with self._lock:
+            start = self._counter
+            self._counter += n
+        return [self.prefix + (start + i + 1).to_bytes(5, "big") for i in range(n)]
+
+    def build(self, n: int | None = None, *, name_prefix: str | None = None,
+              attr_bytes: int | None = None) -> tuple[bytes, tuple]:
+        """An encoded request of `n` spans with fresh ids, and the ids."""
+        n = self.spans_per_request if n is None else n
+        name_prefix = self.name_prefix if name_prefix is None else name_prefix
+        attr_bytes = self.attr_bytes if attr_bytes is None else attr_bytes
+        ids = self.next_ids(n)
+        now = time.time_ns()
+        trace_id = self.prefix + ids[0][3:] + self._rng.randbytes(8)
+        padding = "x" * attr_bytes if attr_bytes else None
+        spans = []
+        for i, span_id in enumerate(ids):
+            attrs = [common_pb2.KeyValue(key="e2e.seq", value=common_pb2.AnyValue(int_value=i))]
+            if padding:
+                attrs.append(common_pb2.KeyValue(key="e2e.padding", value=common_pb2.AnyValue(string_value=padding)))
+            spans.append(trace_pb2.Span(trace_id=trace_id, span_id=span_id, name=f"{name_prefix}-{span_id.hex()}",
+                                        kind=trace_pb2.Span.SPAN_KIND_INTERNAL, start_time_unix_nano=now,
+                                        end_time_unix_nano=now + 1000, attributes=attrs))
+        req = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(
+            resource=resource_pb2.Resource(attributes=dict_to_attrs({"service.name": "weir-e2e"})),
+            scope_spans=[trace_pb2.ScopeSpans(scope=common_pb2.InstrumentationScope(name="weir-e2e-tracking"),
+                                              spans=spans)],
+        )])
+        return req.SerializeToString(), tuple(ids)
+
+    # -- sending -------------------------------------------------------------
+
+    def _grpc_call(self):
+        call = getattr(self._local, "call", None)
+        if call is None:
+            channel = grpc.insecure_channel(self.weir.grpc_target, options=[
+                ("grpc.max_send_message_length", 256 * MiB),
+                ("grpc.max_receive_message_length", 256 * MiB),
+                ("grpc.enable_retries", 0),
+                # Reconnect quickly to a restarted weir (the default backoff grows to 2 min).
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 500),
+            ])
+            call = channel.unary_unary(TRACE_EXPORT_METHOD, request_serializer=lambda b: b,
+                                       response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString)
+            self._local.channel = channel
+            self._local.call = call
+        return call
+
+    def _session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = self._local.session = requests.Session()
+        return s
+
+    def _attempt(self, body: bytes) -> tuple[str, str]:
+        if self.transport == "grpc":
+            try:
+                self._grpc_call()(body, timeout=self.timeout)
+                return "OK", ""
+            except grpc.RpcError as e:
+                return e.code().name, e.details() or ""
+        try:
+            r = self._session().post(self.weir.http_url("traces"), data=body,
+                                     headers={"Content-Type": "application/x-protobuf"}, timeout=self.timeout)
+        except requests.Timeout as e:
+            return "timeout", str(e)
+        except requests.ConnectionError as e:
+            self._local.session = None  # a new connection next time (weir may have restarted)
+            return "conn-error", str(e)
+        if r.status_code == 200:
+            return "OK", ""
+        return str(r.status_code), http_error_message(r)
+
+    def send_raw(self, body: bytes, ids: Iterable[bytes] = ()) -> SentRequest:
+        """Sends one encoded request (retrying as configured) and records it."""
+        ids = tuple(ids)
+        attempts = 0
+        while True:
+            attempts += 1
+            status, message = self._attempt(body)
+            if status != "OK":
+                with self._lock:
+                    self._refused_attempts[status] = self._refused_attempts.get(status, 0) + 1
+            if status == "OK" or status not in self.retry_on or attempts > self.retries or self._stop.is_set():
+                break
+            time.sleep(min(1.0, self.retry_backoff * 2 ** (attempts - 1)))
+        sent = SentRequest(ids, status, attempts, message, len(body))
+        with self._lock:
+            self.sent.append(sent)
+        return sent
+
+    def send(self, n: int | None = None, **build_kwargs) -> SentRequest:
+        body, ids = self.build(n, **build_kwargs)
+        return self.send_raw(body, ids)
+
+    def start(self, rate: float, duration: float | None = None, threads: int = 1) -> "TrackingSender":
+        """Sends `rate` spans/s in total from `threads` threads until stop() or
+        `duration` seconds (requests of spans_per_request spans)."""
+        self._stop.clear()
+        interval = self.spans_per_request * threads / rate
+        end = None if duration is None else time.monotonic() + duration
+
+        def loop():
+            try:
+                next_at = time.monotonic()
+                while not self._stop.is_set() and (end is None or time.monotonic() < end):
+                    self.send()
+                    next_at += interval
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        self._stop.wait(delay)
+                    elif delay < -1:
+                        next_at = time.monotonic()  # fell behind (an outage): no catch-up burst
+            except BaseException as e:  # reported by join()
+                self.errors.append(e)
+
+        for _ in range(threads):
+            t = threading.Thread(target=loop, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        self.join(timeout)
+
+    def join(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        alive = [t for t in self._threads if t.is_alive()]
+        self._threads = alive
+        assert not alive, f"{len(alive)} sender threads still running after {timeout}s"
+        if self.errors:
+            raise AssertionError(f"sender thread failed: {self.errors[0]!r}") from self.errors[0]
+
+    # -- results -------------------------------------------------------------
+
+    def requests(self) -> list[SentRequest]:
+        with self._lock:
+            return list(self.sent)
+
+    def acknowledged_ids(self) -> set[bytes]:
+        return {i for r in self.requests() if r.acknowledged for i in r.ids}
+
+    def sent_ids(self) -> set[bytes]:
+        return {i for r in self.requests() for i in r.ids}
+
+    def refused(self) -> dict[str, int]:
+        """Requests finally refused (after any retries), by code."""
+        out: dict[str, int] = {}
+        for r in self.requests():
+            if not r.acknowledged:
+                out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def refused_attempts(self) -> dict[str, int]:
+        """Every refused attempt, by code (also those a retry later got through)."""
+        with self._lock:
+            return dict(self._refused_attempts)
+
+    def acknowledged_requests(self) -> int:
+        return sum(1 for r in self.requests() if r.acknowledged)
+
+    def summary(self) -> str:
+        reqs = self.requests()
+        acked = sum(1 for r in reqs if r.acknowledged)
+        return (f"{self.transport} sender {self.prefix.hex()}: {len(reqs)} requests, {acked} acknowledged "
+                f"({sum(len(r.ids) for r in reqs if r.acknowledged)} spans), refused {self.refused()}, "
+                f"refused attempts {self.refused_attempts()}")
+
+
+# -- acknowledged ⊆ delivered ------------------------------------------------------
+
+
+@dataclass
+class DeliveryReport:
+    acknowledged: int  # distinct span ids the clients saw acknowledged
+    delivered: int  # distinct span ids the sink answered OK
+    missing: int  # acknowledged, never delivered: data loss
+    duplicates: int  # extra copies delivered (allowed, reported)
+    unacknowledged: int  # delivered but never acknowledged (refused or unknown outcome): allowed
+    missing_sample: list
+
+    def __str__(self) -> str:
+        s = (f"acknowledged {self.acknowledged}, delivered {self.delivered} distinct, missing {self.missing}, "
+             f"duplicates {self.duplicates}, delivered-but-unacknowledged {self.unacknowledged}")
+        if self.missing:
+            s += f"; missing e.g. {', '.join(self.missing_sample)}"
+        return s
+
+
+def sink_id_counts(sink) -> dict[bytes, int]:
+    """Span id -> deliveries for any of the sinks."""
+    if hasattr(sink, "id_counts"):
+        return sink.id_counts()
+    out: dict[bytes, int] = {}
+    for i in sink.span_ids():
+        out[i] = out.get(i, 0) + 1
+    return out
+
+
+def delivery_report(acknowledged: Iterable[bytes], sink) -> DeliveryReport:
+    acked = set(acknowledged)
+    counts = sink_id_counts(sink)
+    missing = acked - counts.keys()
+    return DeliveryReport(
+        acknowledged=len(acked),
+        delivered=len(counts),
+        missing=len(missing),
+        duplicates=sum(c - 1 for c in counts.values()),
+        unacknowledged=len(counts.keys() - acked),
+        missing_sample=[m.hex() for m in sorted(missing)[:5]],
+    )
+
+
+def assert_acknowledged_delivered(acknowledged: Iterable[bytes], sink, *, timeout: float = 10,
+                                  context: Callable[[], str] | str = "") -> DeliveryReport:
+    """Waits up to `timeout` s until every acknowledged span id reached the sink;
+    prints the report (missing and duplicate counts) and fails if any is missing."""
+    acked = set(acknowledged)
+    deadline = time.monotonic() + timeout
+    while True:
+        report = delivery_report(acked, sink)
+        if report.missing == 0 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    print(f"delivery: {report}")
+    if report.missing:
+        extra = context() if callable(context) else context
+        raise AssertionError(f"acknowledged spans were not delivered: {report}\n{extra}")
+    return report
+
+
+# -- metrics reconciliation ------------------------------------------------------
+
+ITEM_NOUNS = {"traces": "spans", "logs": "log_records", "metrics": "metric_points"}
+
+
+def reconciliation(m: MetricsSnapshot, exporter: str = "backend", signal_name: str = "traces") -> dict:
+    """accepted, sent, send_failed (total and by reason), dropped and queued items of
+    one exporter and signal."""
+    noun = ITEM_NOUNS[signal_name]
+    return {
+        "accepted": m.sum(f"weir_receiver_accepted_{noun}_total"),
+        "sent": m.sum(f"weir_exporter_sent_{noun}_total", exporter=exporter),
+        "send_failed": m.sum(f"weir_exporter_send_failed_{noun}_total", exporter=exporter),
+        "failed_by_reason": m.by_label(f"weir_exporter_send_failed_{noun}_total", "reason", exporter=exporter),
+        "dropped": m.sum(f"weir_pipeline_dropped_{noun}_total"),
+        "queued": m.sum("weir_exporter_queue_size", exporter=exporter, signal=signal_name),
+    }
+
+
+def is_reconciled(r: dict) -> bool:
+    return r["accepted"] == r["sent"] + r["send_failed"] + r["dropped"] + r["queued"]
+
+
+def assert_reconciled(weir: "Weir", *, exporter: str = "backend", signal_name: str = "traces",
+                      timeout: float = 10, settled: bool = True) -> dict:
+    """accepted = sent + send_failed + dropped + queued, and (settled=True) an empty
+    queue, within `timeout` s; returns the figures."""
+    def check():
+        r = reconciliation(weir.metrics(), exporter, signal_name)
+        return r if is_reconciled(r) and (not settled or r["queued"] == 0) else None
+
+    last: dict = {}
+
+    def what():
+        m = weir.metrics()
+        return f"accepted = sent + send_failed + dropped + queued: {reconciliation(m, exporter, signal_name)}\n{m}"
+
+    last = wait_until(check, timeout, what)
+    print(f"metrics: {last}")
+    return last
+
+
+def ids_in_bytes(data: bytes, prefix: bytes, known: set[bytes]) -> set[bytes]:
+    """The span ids of a TrackingSender (its `prefix`) found in raw bytes (e.g. a
+    queue segment file), keeping only ids in `known`."""
+    found = set()
+    pos = data.find(prefix)
+    while pos != -1:
+        candidate = data[pos:pos + 8]
+        if candidate in known:
+            found.add(candidate)
+        pos = data.find(prefix, pos + 1)
+    return found
 
 
 # ---------------------------------------------------------------------------
@@ -531,7 +1196,21 @@ def render_config(
     retry_initial: str = "100ms",
     retry_max_interval: str = "1s",
     retry_max_elapsed: str = "2m",
+    queue_options: dict | None = None,
+    batch_options: dict | None = None,
+    exporter_options: dict | None = None,
+    receiver_options: dict | None = None,
+    service_options: dict | None = None,
 ) -> str:
+    """A weir config: one OTLP receiver, one exporter `backend`, a pipeline per signal.
+    The `*_options` dicts add keys (values as Python, rendered to TOML): to the
+    exporter's `queue` and `batch` inline tables (e.g. `{"type": "disk"}`,
+    `{"max_bytes": "4MiB"}`), to `[exporters.backend]` (e.g.
+    `{"circuit_breaker": {"failure_threshold": 3}}`), to `[receivers.otlp]` and to
+    `[service]`."""
+    def extra(options: dict | None) -> str:
+        return "".join(f", {json_key(k)} = {toml_value(v)}" for k, v in (options or {}).items())
+
     listeners = []
     if grpc_port is not None:
         listeners.append(f'grpc = {{ address = "{LOOPBACK}:{grpc_port}" }}')
@@ -540,6 +1219,7 @@ def render_config(
     lines = [
         "[service]",
         f"shutdown_grace = {toml_str(shutdown_grace)}",
+        *(f"{json_key(k)} = {toml_value(v)}" for k, v in (service_options or {}).items()),
         "",
         "[admin]",
         f'address = "{LOOPBACK}:{admin_port}"',
@@ -548,9 +1228,11 @@ def render_config(
         'type = "otlp"',
         *listeners,
         f"max_request_size = {toml_str(max_request_size)}",
+        *(f"{json_key(k)} = {toml_value(v)}" for k, v in (receiver_options or {}).items()),
         "",
         "[exporters.backend]",
         f"type = {toml_str(exporter_type)}",
+        *(f"{json_key(k)} = {toml_value(v)}" for k, v in (exporter_options or {}).items()),
     ]
     if exporter_type != "console":
         lines += [
@@ -559,8 +1241,8 @@ def render_config(
             f"timeout = {toml_str(timeout)}",
         ]
     lines += [
-        f"queue = {{ capacity = {queue_capacity}, concurrency = {queue_concurrency} }}",
-        f"batch = {{ max_items = {batch_max_items}, timeout = {toml_str(batch_timeout)} }}",
+        f"queue = {{ capacity = {queue_capacity}, concurrency = {queue_concurrency}{extra(queue_options)} }}",
+        f"batch = {{ max_items = {batch_max_items}, timeout = {toml_str(batch_timeout)}{extra(batch_options)} }}",
         f"retry = {{ enabled = {'true' if retry_enabled else 'false'}, initial_interval = {toml_str(retry_initial)}, "
         f"max_interval = {toml_str(retry_max_interval)}, max_elapsed = {toml_str(retry_max_elapsed)} }}",
     ]
@@ -607,6 +1289,21 @@ class MetricsSnapshot:
             s.value for s in self.samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
         )
 
+    def values(self, name: str, **labels: str) -> list[float]:
+        """Every sample of `name` whose labels include `labels`."""
+        return [
+            s.value for s in self.samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def by_label(self, name: str, label: str, **labels: str) -> dict[str, float]:
+        """Sums of `name` per value of `label` (e.g. send_failed by reason)."""
+        out: dict[str, float] = {}
+        for s in self.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                key = s.labels.get(label, "")
+                out[key] = out.get(key, 0) + s.value
+        return out
+
     def has(self, name: str, **labels: str) -> bool:
         return any(s.name == name and all(s.labels.get(k) == v for k, v in labels.items()) for s in self.samples)
 
@@ -638,8 +1335,25 @@ class Weir:
             self.args = args or ["run"]
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
+        self.config_text = config_text
+        self.killed = False
 
     # -- lifecycle --------------------------------------------------------
+
+    def respawn(self, name: str, ready_timeout: float = 20, start: bool = True) -> "Weir":
+        """Another weir with this one's config and ports (e.g. after kill()), its
+        output kept under `name`. Started unless start=False."""
+        w = Weir(self.workdir, name, self.config_text, self.admin_port, self.grpc_port, self.http_port,
+                 args=None if self.config_text is not None else self.args)
+        return w.start(ready_timeout) if start else w
+
+    def kill(self) -> None:
+        """SIGKILL and reap. terminate() then reports 0: the test killed it on purpose."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.returncode = self.proc.returncode
+        self.killed = True
 
     def start(self, ready_timeout: float = 20) -> "Weir":
         binary = weir_bin()
@@ -681,7 +1395,7 @@ class Weir:
 
     def terminate(self, timeout: float = 20) -> int:
         """SIGTERM, then wait for the exit code (SIGKILL if it hangs, and fail)."""
-        if self.proc is None:
+        if self.proc is None or self.killed:
             return 0
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
