@@ -61,7 +61,10 @@ def test_kill9_loop_loses_nothing_acknowledged(request, start_weir, fault_sink, 
     weir = start_weir(sink_endpoint=fault_sink.endpoint, queue_options=disk_queue(qdir, fsync, segment_size="1MiB"),
                       batch_timeout="50ms", shutdown_grace="5s", **RETRY)
     sender = TrackingSender(weir, spans_per_request=20, attr_bytes=200, retries=100, retry_backoff=0.05)
+    http_sender = TrackingSender(weir, transport="http", spans_per_request=20, attr_bytes=200, retries=100,
+                                 retry_backoff=0.05)
     sender.start(rate=2000, threads=2)
+    http_sender.start(rate=500)
     rng = random.Random(99)
     fault_sink.unavailable_rate = 0.2
     current = weir
@@ -81,12 +84,16 @@ def test_kill9_loop_loses_nothing_acknowledged(request, start_weir, fault_sink, 
     fault_sink.unavailable_rate = 0.0
     time.sleep(1)
     sender.stop()
+    http_sender.stop()
     print(sender.summary())
-    acked = sender.acknowledged_ids()
+    print(http_sender.summary())
+    acked = sender.acknowledged_ids() | http_sender.acknowledged_ids()
     assert kills == 10
-    assert len(acked) > 5000, sender.summary()
-    report = assert_acknowledged_delivered(acked, fault_sink, timeout=30,
-                                           context=lambda: f"{sender.summary()}\n{current.metrics()}")
+    assert len(sender.acknowledged_ids()) > 5000 and len(http_sender.acknowledged_ids()) > 1000, (
+        sender.summary(), http_sender.summary())
+    report = assert_acknowledged_delivered(
+        acked, fault_sink, timeout=30,
+        context=lambda: f"{sender.summary()}\n{http_sender.summary()}\n{current.metrics()}")
     print(f"after {kills} kill -9: {report}")
 
 
@@ -114,6 +121,9 @@ def test_restart_with_a_full_queue_delivers_what_was_queued(start_weir, fault_si
     elapsed = time.monotonic() - started
     assert elapsed < grace + 1, f"exited {elapsed:.2f}s after SIGTERM with shutdown_grace = {grace}s"
     assert segment_files(qdir, sender), f"nothing of the queued spans on disk under {qdir}"
+    summary = [line for line in weir.stderr().splitlines() if "backend" in line and str(len(acked)) in line]
+    print("shutdown summary:", summary)
+    assert len(summary) == 1, f"expected one summary line naming the {len(acked)} spans kept on disk: {summary}"
 
     fault_sink.start()
     again = weir.respawn(f"{weir.name}-restarted")
@@ -131,7 +141,8 @@ def test_restart_with_a_full_queue_delivers_what_was_queued(start_weir, fault_si
 def test_corrupted_segment_is_set_aside_and_the_rest_delivered(start_weir, fault_sink, tmp_path):
     """Bytes flipped in the middle of one segment file while weir is stopped: weir
     starts anyway, names the file in its log, counts it in a metric, moves it aside,
-    and delivers the spans of the other segments."""
+    and delivers the spans of the other segments (and, best effort, the intact
+    records of the damaged one: reported, not required)."""
     qdir = tmp_path / "queue"
     weir = start_weir(sink_endpoint=fault_sink.endpoint,
                       queue_options=disk_queue(qdir, segment_size="256KiB"), shutdown_grace="1s", **RETRY)
@@ -159,9 +170,11 @@ def test_corrupted_segment_is_set_aside_and_the_rest_delivered(start_weir, fault
         assert victim.name in log, f"the log does not name the corrupted file {victim.name}:\n{log[-3000:]}"
         m = again.metrics()
         assert m.sum("weir_queue_corrupt_segments_total") >= 1, str(m)
-        assert not victim.exists(), f"{victim} is still in place"
-        assert any(victim.name in p.name for p in qdir.rglob("*") if p.is_file()), (
-            f"the corrupted file was not kept aside under {qdir}: {sorted(qdir.rglob('*'))}")
+        # Moved aside (weir-queue: to corrupt/<name>.<unix seconds>); a salvaged copy
+        # of its intact records may take its place, but not the damaged bytes.
+        aside = [p for p in qdir.rglob("*") if p.is_file() and p.name.startswith(victim.name) and p != victim]
+        assert aside, f"the corrupted file was not kept aside under {qdir}: {sorted(qdir.rglob('*'))}"
+        assert not victim.exists() or victim.read_bytes() != bytes(data), f"{victim} is still in place, damaged"
         others = sender.acknowledged_ids() - victim_ids
         assert_acknowledged_delivered(others, fault_sink, timeout=20, context=lambda: str(again.metrics()))
         report = delivery_report(sender.acknowledged_ids(), fault_sink)
