@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::export::Refusal;
 use crate::metrics::{ReceiverLabels, RefusedLabels, RefusedRequestLabels};
-use crate::pipeline::PipelineError;
+use crate::pipeline::{self, PipelineError};
 use crate::process::Rejection;
 use crate::{Batch, Metrics, Pipeline, Signal};
 
@@ -18,11 +18,10 @@ pub enum SubmitError {
     /// Queues are full (gRPC UNAVAILABLE, HTTP 503): retry later.
     #[error("pipeline is full; retry later")]
     Full,
-    /// Larger than an exporter's whole queue (gRPC RESOURCE_EXHAUSTED, HTTP 413).
-    #[error(
-        "request holds {items} items, more than an exporter queue's capacity of {capacity}; send smaller requests"
-    )]
-    TooLarge { items: usize, capacity: usize },
+    /// Can never fit: larger than an exporter's whole queue, or one item larger
+    /// than a batch may be (gRPC RESOURCE_EXHAUSTED, HTTP 413).
+    #[error("{0}")]
+    TooLarge(String),
     /// Shutting down (gRPC UNAVAILABLE, HTTP 503).
     #[error("weir is shutting down")]
     ShuttingDown,
@@ -149,20 +148,22 @@ impl Ingest {
         }
         let error = |e: PipelineError| match e {
             PipelineError::Refused(Refusal::Full) => SubmitError::Full,
-            PipelineError::Refused(Refusal::TooLarge { capacity }) => SubmitError::TooLarge {
-                items: batch.items,
-                capacity,
-            },
+            PipelineError::Refused(Refusal::TooLarge(m)) => SubmitError::TooLarge(m),
             PipelineError::Refused(Refusal::Closed) => SubmitError::ShuttingDown,
+            PipelineError::Refused(Refusal::Unavailable(m)) => SubmitError::Unavailable(m),
             PipelineError::Rejected(r @ Rejection::Plugin { .. }) => {
                 SubmitError::PluginRejected(r.to_string())
             }
             PipelineError::Rejected(Rejection::Invalid(m)) => SubmitError::Invalid(m),
         };
+        // Reserve in every pipeline, process in every pipeline, plan every
+        // delivery, and only then enqueue: a refusal anywhere leaves nothing
+        // queued anywhere, so the client's retry duplicates nothing.
+        let bytes = batch.payload.len();
         let mut reserved = Vec::with_capacity(pipelines.len());
         for p in pipelines {
             let r = p
-                .reserve(batch.items)
+                .reserve(batch.items, bytes)
                 .map_err(|e| error(PipelineError::Refused(e)))?;
             reserved.push(r);
         }
@@ -174,9 +175,119 @@ impl Ingest {
                 .map_err(|e| error(PipelineError::Rejected(e)))?;
             processed.push(out);
         }
+        let mut deliveries = Vec::new();
         for ((p, r), out) in pipelines.iter().zip(reserved).zip(processed) {
-            p.commit(r, out).map_err(|e| error(PipelineError::Refused(e)))?;
+            deliveries.extend(p.plan(r, out).map_err(|e| error(PipelineError::Refused(e)))?);
         }
-        Ok(())
+        pipeline::commit(deliveries)
+            .await
+            .map_err(|e| error(PipelineError::Refused(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+    use futures::future::BoxFuture;
+    use tokio::sync::Semaphore;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::ExportStage;
+    use crate::config::{BatchConfig, ByteSize, CircuitBreakerConfig, QueueConfig, RetryConfig};
+    use crate::export::{ExportError, ExportOutcome, Exporter, StageSettings, Stages};
+    use crate::process::{BatchProcessor, Processed};
+
+    /// Never answers: whatever is queued stays queued.
+    struct Stuck;
+
+    impl Exporter for Stuck {
+        fn export<'a>(&'a self, _: &'a Batch) -> BoxFuture<'a, Result<ExportOutcome, ExportError>> {
+            Box::pin(futures::future::pending())
+        }
+    }
+
+    fn settings(name: &str, capacity: usize) -> StageSettings {
+        StageSettings {
+            exporter: name.into(),
+            signal: Signal::Traces,
+            queue: QueueConfig {
+                capacity,
+                ..QueueConfig::default()
+            },
+            batch: BatchConfig {
+                max_bytes: ByteSize(1 << 20),
+                ..BatchConfig::default()
+            },
+            retry: RetryConfig::default(),
+            circuit_breaker: CircuitBreakerConfig::default(),
+        }
+    }
+
+    /// Grows every batch: emits it twice (as an enricher adding data might).
+    struct Doubler;
+
+    impl BatchProcessor for Doubler {
+        fn process(&self, batch: Batch) -> Result<Processed, crate::Rejection> {
+            Ok(Processed {
+                outputs: vec![(None, batch.clone()), (None, batch)],
+                dropped: Vec::new(),
+            })
+        }
+    }
+
+    /// A request refused by the second pipeline must leave nothing in the
+    /// first: otherwise the client's retry duplicates it there. The refusal
+    /// here comes after processing (the batch grew past the room reserved),
+    /// where committing pipeline by pipeline used to leave the first one's
+    /// items enqueued.
+    #[tokio::test]
+    async fn a_refusal_in_one_pipeline_enqueues_nothing_in_the_others() {
+        let metrics = Metrics::new();
+        let mut stages = Stages::default();
+        let roomy = stages
+            .start(settings("roomy", 100), Arc::new(Stuck), metrics.clone())
+            .expect("start");
+        let tight = stages
+            .start(settings("tight", 5), Arc::new(Stuck), metrics.clone())
+            .expect("start");
+        let workers = Arc::new(Semaphore::new(1));
+        let pipeline = |name: &str, stage: &Arc<ExportStage>| {
+            Arc::new(Pipeline::new(
+                name,
+                Signal::Traces,
+                vec![stage.clone()],
+                BTreeMap::new(),
+                workers.clone(),
+            ))
+        };
+        let growing = pipeline("traces/b", &tight);
+        growing.set_processor(Some(Arc::new(Doubler)));
+        let ingest = Ingest::new(
+            "otlp",
+            vec![pipeline("traces/a", &roomy), growing],
+            metrics.clone(),
+        );
+        let batch = |items| Batch::new(Signal::Traces, Bytes::from_static(b"xx"), items);
+        ingest.submit("grpc", batch(2)).await.expect("both have room");
+        assert_eq!((roomy.queued().0, tight.queued().0), (2, 4));
+        // 1 item fits the reservation in both; doubled, 2 do not fit in `tight`.
+        assert_eq!(ingest.submit("grpc", batch(1)).await, Err(SubmitError::Full));
+        assert_eq!(
+            roomy.queued().0,
+            2,
+            "nothing half-committed into the first pipeline"
+        );
+        assert_eq!(tight.queued().0, 4);
+        let text = metrics.encode();
+        assert!(
+            text.contains("weir_receiver_refused_requests_total{receiver=\"otlp\",transport=\"grpc\",signal=\"traces\",reason=\"queue_full\"} 1"),
+            "{text}"
+        );
+        stages
+            .drain(Instant::now() + std::time::Duration::from_millis(50))
+            .await;
     }
 }

@@ -21,6 +21,6 @@ pub use batch::{Batch, RequestSplitter, SplitError};
 pub use export::{ExportError, ExportOutcome, ExportStage, Exporter, StageSettings};
 pub use ingest::{Ingest, SubmitError};
 pub use metrics::Metrics;
-pub use pipeline::Pipeline;
+pub use pipeline::{Delivery, Pipeline, PipelineReservation};
 pub use process::{BatchProcessor, Processed, Rejection};
 pub use signal::Signal;

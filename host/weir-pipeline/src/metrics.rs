@@ -56,6 +56,13 @@ pub struct DroppedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SplitLabels {
+    pub exporter: String,
+    pub signal: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
     pub exporter: String,
     pub signal: String,
@@ -80,6 +87,16 @@ pub struct Metrics {
     pub queue_size: Family<QueueLabels, Gauge>,
     pub queue_capacity: Family<QueueLabels, Gauge>,
     pub batch_send_size: Family<QueueLabels, Histogram, fn() -> Histogram>,
+    pub queue_size_bytes: Family<QueueLabels, Gauge>,
+    pub queue_capacity_bytes: Family<QueueLabels, Gauge>,
+    /// 0 closed, 1 open, 2 half-open.
+    pub circuit_state: Family<QueueLabels, Gauge>,
+    pub retries: Family<QueueLabels, Counter>,
+    pub batch_splits: Family<SplitLabels, Counter>,
+    pub queue_recovered: Family<QueueLabels, Counter>,
+    pub queue_corrupt_segments: Family<QueueLabels, Counter>,
+    pub queue_truncated_bytes: Family<QueueLabels, Counter>,
+    pub queue_disk_bytes: Family<QueueLabels, Gauge>,
     /// Requests refused by a receiver, by reason (`invalid`, `too_large`,
     /// `queue_full`, ...): also those refused before their items could be counted.
     pub refused_requests: Family<RefusedRequestLabels, Counter>,
@@ -147,7 +164,70 @@ impl Metrics {
             "Requests a receiver refused, by reason (also those whose items could not be counted)",
             refused_requests.clone(),
         );
+        let queue_size_bytes = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "exporter_queue_size_bytes",
+            "Bytes (encoded OTLP) currently queued or in flight in an exporter",
+            queue_size_bytes.clone(),
+        );
+        let queue_capacity_bytes = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "exporter_queue_capacity_bytes",
+            "Bytes an exporter may hold before receivers refuse data",
+            queue_capacity_bytes.clone(),
+        );
+        let circuit_state = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "exporter_circuit_state",
+            "Circuit breaker of an exporter: 0 closed, 1 open (not sending), 2 half-open (probing)",
+            circuit_state.clone(),
+        );
+        let retries = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "exporter_send_retries",
+            "Export attempts that failed retryably and were retried",
+            retries.clone(),
+        );
+        let batch_splits = Family::<SplitLabels, Counter>::default();
+        registry.register(
+            "exporter_batch_splits",
+            "Merged batches a destination refused that were split in halves and resent, by reason",
+            batch_splits.clone(),
+        );
+        let queue_recovered = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "exporter_queue_recovered_items",
+            "Items found in a disk queue at start-up (left by the previous run) and queued again",
+            queue_recovered.clone(),
+        );
+        let queue_corrupt_segments = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "exporter_queue_corrupt_segments",
+            "Damaged disk-queue segment files found at start-up and moved aside",
+            queue_corrupt_segments.clone(),
+        );
+        let queue_truncated_bytes = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "exporter_queue_truncated_bytes",
+            "Bytes of torn (never acknowledged) writes cut off a disk queue at start-up",
+            queue_truncated_bytes.clone(),
+        );
+        let queue_disk_bytes = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "exporter_queue_disk_bytes",
+            "Bytes a disk queue's files take on disk",
+            queue_disk_bytes.clone(),
+        );
         Arc::new(Metrics {
+            queue_size_bytes,
+            queue_capacity_bytes,
+            circuit_state,
+            retries,
+            batch_splits,
+            queue_recovered,
+            queue_corrupt_segments,
+            queue_truncated_bytes,
+            queue_disk_bytes,
             refused_requests,
             registry: Mutex::new(registry),
             refreshers: Mutex::new(Vec::new()),

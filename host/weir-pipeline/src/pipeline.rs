@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
-use crate::export::{ExportStage, Refusal};
+use crate::export::{ExportStage, Refusal, Reservation};
 use crate::metrics::DroppedLabels;
 use crate::process::{BatchProcessor, Processed, Rejection};
-use crate::{Batch, Metrics, Signal};
+use crate::{Batch, Metrics, RequestSplitter, Signal};
 
 /// A processor as stored in a pipeline (a sized wrapper so it can be swapped atomically).
 pub struct Processor(pub Arc<dyn BatchProcessor>);
@@ -30,11 +30,20 @@ pub struct Pipeline {
     /// flight gets its own thread (and its own plugin instances): more
     /// threads than cores only adds context switches and memory.
     workers: Arc<Semaphore>,
+    /// Cuts requests larger than a stage's `batch.max_bytes`.
+    splitter: Option<Arc<dyn RequestSplitter>>,
 }
 
 /// Room reserved in every stage of a pipeline for one batch.
-pub struct Reservation {
-    permits: Vec<(Arc<ExportStage>, Option<OwnedSemaphorePermit>)>,
+pub struct PipelineReservation {
+    held: Vec<(Arc<ExportStage>, Reservation)>,
+}
+
+/// One batch bound for one stage, its room reserved: what `commit` enqueues.
+pub struct Delivery {
+    stage: Arc<ExportStage>,
+    batch: Batch,
+    reservation: Reservation,
 }
 
 /// Why a pipeline could not take a batch.
@@ -66,7 +75,15 @@ impl Pipeline {
             all,
             processor: ArcSwapOption::empty(),
             workers,
+            splitter: None,
         }
+    }
+
+    /// Lets the pipeline split requests larger than a stage's batch limit
+    /// (without one, such requests are refused as too large).
+    pub fn with_splitter(mut self, splitter: Arc<dyn RequestSplitter>) -> Self {
+        self.splitter = Some(splitter);
+        self
     }
 
     /// Installs (or replaces) the processing step; batches already being
@@ -79,14 +96,14 @@ impl Pipeline {
         self.processor.load().is_some()
     }
 
-    /// Reserves room for `items` in every stage, or none at all.
-    pub fn reserve(&self, items: usize) -> Result<Reservation, Refusal> {
-        let mut permits = Vec::with_capacity(self.all.len());
+    /// Reserves room for `items` and `bytes` in every stage, or none at all.
+    pub fn reserve(&self, items: usize, bytes: usize) -> Result<PipelineReservation, Refusal> {
+        let mut held = Vec::with_capacity(self.all.len());
         for stage in &self.all {
-            // On refusal, permits already taken are released as `permits` drops.
-            permits.push((stage.clone(), stage.try_reserve(items)?));
+            // On refusal, what was already taken is given back as `held` drops.
+            held.push((stage.clone(), stage.try_reserve(items, bytes)?));
         }
-        Ok(Reservation { permits })
+        Ok(PipelineReservation { held })
     }
 
     /// Runs the processing step (on a blocking thread) if there is one.
@@ -133,31 +150,83 @@ impl Pipeline {
             .map_or(&self.default[..], |v| &v[..])
     }
 
-    /// Hands processed output to the stages of each route, using the room
-    /// reserved earlier (and reserving more if processing grew the batch).
-    pub fn commit(&self, mut reservation: Reservation, processed: Processed) -> Result<(), Refusal> {
-        // Plan first, so that a refusal leaves nothing half-enqueued.
-        let mut plan: Vec<(usize, Batch, Option<OwnedSemaphorePermit>)> = Vec::new();
+    /// Plans where processed output goes: per route and stage, split to the
+    /// stage's `batch.max_bytes`, with room taken from the reservation made
+    /// before processing (and more reserved if processing grew the data).
+    /// Nothing is enqueued yet, so a refusal here leaves no trace.
+    pub fn plan(
+        &self,
+        mut reservation: PipelineReservation,
+        processed: Processed,
+    ) -> Result<Vec<Delivery>, Refusal> {
+        let mut plan = Vec::new();
         for (route, batch) in processed.outputs {
+            let mut pieces_by_limit: Vec<(usize, Vec<Batch>)> = Vec::new();
             for stage in self.stages_for(route.as_deref()) {
+                let limit = stage.max_batch_bytes();
+                let pieces = match pieces_by_limit.iter().find(|(l, _)| *l == limit) {
+                    Some((_, p)) => p.clone(),
+                    None => {
+                        let p = self.split(&batch, limit)?;
+                        pieces_by_limit.push((limit, p.clone()));
+                        p
+                    }
+                };
                 let slot = reservation
-                    .permits
+                    .held
                     .iter()
                     .position(|(s, _)| Arc::ptr_eq(s, stage))
                     .ok_or(Refusal::Closed)?;
-                let held = &mut reservation.permits[slot].1;
-                let available = held.as_ref().map_or(0, |p| p.num_permits());
-                let permit = if batch.items <= available {
-                    held.as_mut().and_then(|p| p.split(batch.items))
-                } else {
-                    stage.try_reserve(batch.items)?
-                };
-                plan.push((slot, batch.clone(), permit));
+                for piece in pieces {
+                    let bytes = piece.payload.len();
+                    let mut room = reservation.held[slot].1.take(piece.items, bytes as u64);
+                    let (short_items, short_bytes) = (
+                        piece.items.saturating_sub(room.items()),
+                        (bytes as u64).saturating_sub(room.bytes()),
+                    );
+                    if short_items > 0 || short_bytes > 0 {
+                        room.merge(stage.try_reserve(short_items, short_bytes as usize)?);
+                    }
+                    plan.push(Delivery {
+                        stage: stage.clone(),
+                        batch: piece,
+                        reservation: room,
+                    });
+                }
             }
         }
-        for (slot, batch, permit) in plan {
-            reservation.permits[slot].0.enqueue(batch, permit)?;
-        }
-        Ok(())
+        Ok(plan)
     }
+
+    fn split(&self, batch: &Batch, limit: usize) -> Result<Vec<Batch>, Refusal> {
+        if batch.payload.len() <= limit {
+            return Ok(vec![batch.clone()]);
+        }
+        match &self.splitter {
+            Some(s) => s
+                .split(batch, limit)
+                .map_err(|e| Refusal::TooLarge(e.to_string())),
+            None => Err(Refusal::TooLarge(format!(
+                "request of {} bytes exceeds the batch limit of {limit} bytes",
+                batch.payload.len()
+            ))),
+        }
+    }
+}
+
+/// Enqueues planned deliveries, of one or several pipelines: disk queues
+/// first (they can fail: then nothing goes to the memory queues, so the
+/// client's retry duplicates as little as possible), then memory queues.
+pub async fn commit(deliveries: Vec<Delivery>) -> Result<(), Refusal> {
+    let (durable, memory): (Vec<_>, Vec<_>) = deliveries.into_iter().partition(|d| d.stage.is_durable());
+    let writes = durable
+        .into_iter()
+        .map(|d| async move { d.stage.enqueue(d.batch, d.reservation).await });
+    for result in futures::future::join_all(writes).await {
+        result?;
+    }
+    for d in memory {
+        d.stage.enqueue(d.batch, d.reservation).await?;
+    }
+    Ok(())
 }

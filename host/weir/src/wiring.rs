@@ -66,15 +66,19 @@ pub fn wire(
                 .with_context(|| format!("exporter {e} was not built"))?
                 .clone();
             let sc = cfg.stage();
+            let mut queue = sc.queue;
+            if queue.directory.is_none() {
+                queue.directory = config.service.data_dir.as_ref().map(|d| d.join("queue").join(e));
+            }
             let settings = StageSettings {
                 exporter: e.clone(),
                 signal,
-                capacity: sc.queue.capacity,
-                concurrency: sc.queue.concurrency,
+                queue,
                 batch: sc.batch,
                 retry: sc.retry,
+                circuit_breaker: sc.circuit_breaker,
             };
-            let s = stages.start(settings, exporter, metrics.clone());
+            let s = stages.start(settings, exporter, metrics.clone())?;
             let key = config.exporters.get_key_value(e).map_or("", |(k, _)| k.as_str());
             stage_of.insert((key, signal), s.clone());
             Ok(s)

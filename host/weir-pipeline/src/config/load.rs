@@ -332,6 +332,7 @@ fn validate(config: &Config, table: &toml::Table, errors: &mut Vec<ConfigError>)
                 "must be at least 1",
             ));
         }
+        check_limits(&key, &stage, config, errors);
     }
     for (name, pipeline) in &config.pipelines {
         let key = format!("pipelines.{name}");
@@ -395,6 +396,65 @@ fn validate(config: &Config, table: &toml::Table, errors: &mut Vec<ConfigError>)
                 }
             }
         }
+    }
+}
+
+/// Byte limits, the disk queue and the circuit breaker of one exporter.
+fn check_limits(key: &str, stage: &StageConfig, config: &Config, errors: &mut Vec<ConfigError>) {
+    let batch_bytes = stage.batch.max_bytes.0;
+    if batch_bytes < 1024 {
+        errors.push(ConfigError::new(
+            format!("{key}.batch.max_bytes"),
+            "must be at least 1KiB; the default, 4MiB less 1KiB, suits gRPC's default receive limit",
+        ));
+    }
+    let queue_bytes = stage.queue.byte_capacity();
+    if queue_bytes < batch_bytes {
+        errors.push(ConfigError::new(
+            format!("{key}.queue.max_bytes"),
+            format!(
+                "{queue_bytes} bytes is less than batch.max_bytes ({batch_bytes}); the queue must hold at least one full batch"
+            ),
+        ));
+    }
+    if stage.circuit_breaker.enabled && stage.circuit_breaker.failure_threshold == 0 {
+        errors.push(ConfigError::new(
+            format!("{key}.circuit_breaker.failure_threshold"),
+            "must be at least 1 (or set circuit_breaker.enabled = false)",
+        ));
+    }
+    let q = &stage.queue;
+    if q.kind != QueueKind::Disk {
+        for (set, name) in [
+            (q.directory.is_some(), "directory"),
+            (q.fsync != FsyncPolicy::default(), "fsync"),
+        ] {
+            if set {
+                errors.push(ConfigError::new(
+                    format!("{key}.queue.{name}"),
+                    "applies to disk queues only; add queue.type = \"disk\" or remove it",
+                ));
+            }
+        }
+        return;
+    }
+    if q.directory.is_none() && config.service.data_dir.is_none() {
+        errors.push(ConfigError::new(
+            format!("{key}.queue.directory"),
+            "a disk queue needs a directory: set queue.directory, or service.data_dir (the queue then lives in <data_dir>/queue/<exporter>)",
+        ));
+    }
+    if q.fsync == FsyncPolicy::Interval && q.fsync_interval.0.is_zero() {
+        errors.push(ConfigError::new(
+            format!("{key}.queue.fsync_interval"),
+            "must be more than 0 (or use fsync = \"always\")",
+        ));
+    }
+    if q.segment_size.0 < (1 << 20) || q.segment_size.0 > queue_bytes {
+        errors.push(ConfigError::new(
+            format!("{key}.queue.segment_size"),
+            format!("must be between 1MiB and queue.max_bytes ({queue_bytes} bytes)"),
+        ));
     }
 }
 
@@ -512,6 +572,42 @@ exporters = ["backend", "missing"]
         assert!(k.contains(&"exporters.other.colour".to_string()), "{k:?}");
         assert!(!k.contains(&"pipelines.traces.exporters[0]".to_string()), "{k:?}");
         assert!(k.contains(&"pipelines.traces.exporters[1]".to_string()), "{k:?}");
+    }
+
+    #[test]
+    fn byte_limits_and_disk_queues_are_checked() {
+        let c = parse_str("t.toml", GOOD).expect("valid");
+        let stage = c.exporters["backend"].stage();
+        assert_eq!(stage.batch.max_bytes.0, (4 << 20) - 1024);
+        assert_eq!(stage.queue.byte_capacity(), 64 << 20);
+        let disk = GOOD.replace(
+            "endpoint = \"http://127.0.0.1:14317\"",
+            "endpoint = \"http://127.0.0.1:14317\"\nqueue = { type = \"disk\" }\nbatch = { max_bytes = \"100\" }",
+        );
+        assert_eq!(
+            keys(&disk),
+            vec![
+                "exporters.backend.batch.max_bytes",
+                "exporters.backend.queue.directory"
+            ]
+        );
+        let ok = format!(
+            "[service]\ndata_dir = \"/var/lib/weir\"\n{}",
+            disk.replace("max_bytes = \"100\"", "max_bytes = \"1MiB\"")
+        );
+        let c = parse_str("t.toml", &ok).expect("valid");
+        assert_eq!(c.exporters["backend"].stage().queue.byte_capacity(), 1 << 30);
+        let misplaced = GOOD.replace(
+            "endpoint = \"http://127.0.0.1:14317\"",
+            "endpoint = \"http://127.0.0.1:14317\"\nqueue = { directory = \"/q\", max_bytes = \"1MiB\" }",
+        );
+        assert_eq!(
+            keys(&misplaced),
+            vec![
+                "exporters.backend.queue.max_bytes",
+                "exporters.backend.queue.directory"
+            ]
+        );
     }
 
     #[test]

@@ -1,16 +1,38 @@
 //! The export side of a pipeline: the [`Exporter`] contract that destinations
 //! implement, and the [`ExportStage`] that gives each exporter its own bounded
-//! queue, batcher and retrying senders, so a slow destination never stalls another.
+//! queue (budget in items and bytes; in memory or on disk), batcher, circuit
+//! breaker and retrying, splitting senders, so a slow destination never stalls
+//! another and a refused merged batch never costs another client its data.
 
+mod budget;
+mod circuit;
+mod deliver;
+mod durable;
+mod queue;
 mod retry;
 mod stage;
+#[cfg(test)]
+mod tests;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+pub use budget::Reservation;
 pub use retry::Backoff;
 pub use stage::{ExportStage, Refusal, StageSettings, Stages};
+
+/// A stage that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("exporter {exporter}: cannot open its disk queue {}: {message}", path.display())]
+    DiskQueue {
+        exporter: String,
+        path: PathBuf,
+        message: String,
+    },
+}
 
 use crate::Batch;
 

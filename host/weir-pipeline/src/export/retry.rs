@@ -11,6 +11,33 @@ pub struct Backoff {
     max: Duration,
 }
 
+/// How long to wait before the next attempt, or `None` when the retry budget
+/// is spent. A destination's own delay (Retry-After, RetryInfo) is honoured
+/// when it fits in what is left of the budget; otherwise the wait is capped at
+/// the backoff maximum, so a long Retry-After never drops data after a single
+/// attempt while budget remains.
+pub fn next_wait(
+    backoff: &mut Backoff,
+    retry_after: Option<Duration>,
+    elapsed: Duration,
+    config: &RetryConfig,
+) -> Option<Duration> {
+    if !config.enabled {
+        return None;
+    }
+    let remaining = config
+        .max_elapsed
+        .0
+        .checked_sub(elapsed)
+        .filter(|r| !r.is_zero())?;
+    let wait = match retry_after {
+        Some(d) if d <= remaining => d,
+        Some(_) => config.max_interval.0,
+        None => backoff.next_wait(),
+    };
+    Some(wait.min(remaining))
+}
+
 impl Backoff {
     pub fn new(config: &RetryConfig) -> Self {
         Backoff {
@@ -33,6 +60,33 @@ impl Backoff {
 mod tests {
     use super::*;
     use crate::config::HumanDuration;
+
+    fn config() -> RetryConfig {
+        RetryConfig {
+            enabled: true,
+            initial_interval: HumanDuration::from_millis(100),
+            max_interval: HumanDuration::from_secs(30),
+            max_elapsed: HumanDuration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_within_the_budget_and_capped_beyond_it() {
+        let cfg = config();
+        let mut b = Backoff::new(&cfg);
+        let s = Duration::from_secs;
+        assert_eq!(next_wait(&mut b, Some(s(2)), s(0), &cfg), Some(s(2)));
+        // 600 s does not fit in 300 s of budget: wait the backoff maximum instead of dropping.
+        assert_eq!(next_wait(&mut b, Some(s(600)), s(10), &cfg), Some(s(30)));
+        // Never past the budget's end; nothing once it is spent.
+        assert_eq!(next_wait(&mut b, Some(s(20)), s(290), &cfg), Some(s(10)));
+        assert_eq!(next_wait(&mut b, None, s(300), &cfg), None);
+        let off = RetryConfig {
+            enabled: false,
+            ..cfg
+        };
+        assert_eq!(next_wait(&mut b, None, s(0), &off), None);
+    }
 
     #[test]
     fn grows_and_caps_with_jitter() {

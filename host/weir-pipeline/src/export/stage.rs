@@ -1,44 +1,53 @@
-//! One exporter's stage for one signal: admission (a bounded item budget),
-//! batching by size and age, and up to `concurrency` senders that retry.
+//! One exporter's stage for one signal: admission against a budget in items
+//! and bytes, a queue (in memory, or on disk and fsync-ed before the client is
+//! acknowledged), batching by items, bytes and age, and up to `concurrency`
+//! senders (see [`super::deliver`]).
 //!
-//! Memory is bounded by the budget: an item holds a permit from the moment a
-//! receiver accepts it until the exporter has sent it or given up on it, so a dead
-//! destination fills its own budget and receivers start refusing (retryable),
-//! while other exporters keep their own budgets and keep flowing.
+//! Memory is bounded by the budget: an entry holds its reservation from the
+//! moment a receiver accepts it until the exporter has sent it or given up on
+//! it, so a dead destination fills its own budget and receivers start refusing
+//! (retryable), while other exporters keep their own budgets and keep flowing.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backoff, ExportError, Exporter};
-use crate::config::{BatchConfig, RetryConfig};
-use crate::metrics::{ExporterLabels, FailedLabels, QueueLabels};
+use super::budget::{Budget, Reservation, Shortfall};
+use super::circuit::Circuit;
+use super::deliver::Sender;
+use super::durable::{self, Durable};
+use super::queue::{Entry, Pending};
+use super::{Exporter, StageError};
+use crate::config::{BatchConfig, CircuitBreakerConfig, QueueConfig, RetryConfig};
+use crate::metrics::QueueLabels;
 use crate::{Batch, Metrics, Signal};
 
 #[derive(Debug, Clone)]
 pub struct StageSettings {
     pub exporter: String,
     pub signal: Signal,
-    pub capacity: usize,
-    pub concurrency: usize,
+    pub queue: QueueConfig,
     pub batch: BatchConfig,
     pub retry: RetryConfig,
-}
-
-struct Pending {
-    batch: Batch,
-    permit: Option<OwnedSemaphorePermit>,
+    pub circuit_breaker: CircuitBreakerConfig,
 }
 
 /// The admission side of a stage, held by pipelines.
 pub struct ExportStage {
     settings: StageSettings,
-    budget: Arc<Semaphore>,
-    input: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+    budget: Arc<Budget>,
+    pending: Mutex<Pending>,
+    /// Woken when an entry arrives or the stage closes.
+    ready: Notify,
+    closed: AtomicBool,
+    durable: Option<Durable>,
+    /// Items not delivered at shutdown: counted failed, or kept on disk.
+    pub(super) abandoned: AtomicUsize,
+    pub(super) kept: AtomicUsize,
 }
 
 /// Why a stage could not take a batch.
@@ -46,10 +55,12 @@ pub struct ExportStage {
 pub enum Refusal {
     /// The queue is full right now; the client should retry later.
     Full,
-    /// The batch is larger than the whole queue; retrying cannot help.
-    TooLarge { capacity: usize },
+    /// The request can never fit; retrying cannot help.
+    TooLarge(String),
     /// The stage is shutting down.
     Closed,
+    /// Temporarily unable (e.g. the disk queue could not write); retry later.
+    Unavailable(String),
 }
 
 impl ExportStage {
@@ -61,45 +72,127 @@ impl ExportStage {
         self.settings.signal
     }
 
-    /// Reserves room for `items`; the permit travels with the batch until sent.
-    pub fn try_reserve(&self, items: usize) -> Result<Option<OwnedSemaphorePermit>, Refusal> {
-        if items == 0 {
-            return Ok(None);
-        }
-        if items > self.settings.capacity {
-            return Err(Refusal::TooLarge {
-                capacity: self.settings.capacity,
-            });
-        }
-        let n = u32::try_from(items).map_err(|_| Refusal::TooLarge {
-            capacity: self.settings.capacity,
-        })?;
-        match self.budget.clone().try_acquire_many_owned(n) {
-            Ok(p) => Ok(Some(p)),
-            Err(TryAcquireError::NoPermits) => Err(Refusal::Full),
-            Err(TryAcquireError::Closed) => Err(Refusal::Closed),
-        }
+    /// The largest request this stage sends; larger ones are split first.
+    pub fn max_batch_bytes(&self) -> usize {
+        self.settings.batch.max_bytes.as_usize()
     }
 
-    /// Hands a batch whose room was reserved to the stage's batcher.
-    pub fn enqueue(&self, batch: Batch, permit: Option<OwnedSemaphorePermit>) -> Result<(), Refusal> {
-        let guard = self.input.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(tx) = guard.as_ref() else {
+    pub fn is_durable(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    /// Reserves room for `items` and `bytes`; the reservation travels with the
+    /// data until it is delivered.
+    pub fn try_reserve(&self, items: usize, bytes: usize) -> Result<Reservation, Refusal> {
+        if self.closed.load(Ordering::SeqCst) {
             return Err(Refusal::Closed);
+        }
+        if items == 0 {
+            return Ok(Reservation::none());
+        }
+        self.budget
+            .try_reserve(items, bytes as u64)
+            .map_err(|s| match s {
+                Shortfall::Full => Refusal::Full,
+                Shortfall::TooLarge {
+                    capacity_items,
+                    capacity_bytes,
+                } => Refusal::TooLarge(format!(
+                    "request of {items} items and {bytes} bytes is larger than exporter {}'s whole queue ({capacity_items} items, {capacity_bytes} bytes); send smaller requests or raise its queue.capacity / queue.max_bytes",
+                    self.settings.exporter
+                )),
+            })
+    }
+
+    /// Whether `reservation` holds room of this stage's budget.
+    pub fn holds(&self, reservation: &Reservation) -> bool {
+        reservation.is_of(&self.budget)
+    }
+
+    /// Queues a batch whose room was reserved. With a disk queue this returns
+    /// once the batch is durable, so the client is acknowledged only then.
+    pub async fn enqueue(&self, batch: Batch, reservation: Reservation) -> Result<(), Refusal> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Refusal::Closed);
+        }
+        let bytes = batch.payload.len();
+        let (payload, record) = match &self.durable {
+            None => (Some(batch.payload), None),
+            Some(d) => (None, Some(d.append(&batch).await?)),
         };
-        tx.send(Pending { batch, permit }).map_err(|_| Refusal::Closed)
+        self.push(Entry {
+            items: batch.items,
+            bytes,
+            payload,
+            record,
+            reservation,
+            since: Instant::now(),
+        });
+        Ok(())
     }
 
-    /// Stops taking batches; the batcher flushes what it holds and finishes.
+    fn push(&self, entry: Entry) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(entry);
+        self.ready.notify_waiters();
+    }
+
+    /// Stops taking batches; the worker sends what it holds and finishes.
     pub fn close(&self) {
-        self.input.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.closed.store(true, Ordering::SeqCst);
+        self.ready.notify_waiters();
     }
 
-    /// Items queued or in flight.
-    pub fn queued(&self) -> usize {
-        self.settings
-            .capacity
-            .saturating_sub(self.budget.available_permits())
+    /// Items and bytes queued or in flight.
+    pub fn queued(&self) -> (usize, u64) {
+        let used = self.budget.used();
+        (used.items, used.bytes)
+    }
+
+    /// The next batch to send: waits until `max_items` or `max_bytes` are
+    /// waiting, or the oldest entry is `batch.timeout` old, or the stage is
+    /// closing. `None` once closed and empty.
+    async fn next_batch(&self) -> Option<Vec<Entry>> {
+        let max_items = self.settings.batch.max_items;
+        let max_bytes = self.max_batch_bytes();
+        loop {
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wake_at = {
+                let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                let closing = self.closed.load(Ordering::SeqCst);
+                match p.oldest() {
+                    None if closing => return None,
+                    None => None,
+                    Some(oldest) => {
+                        let due = oldest + self.settings.batch.timeout.0;
+                        if closing || p.holds_a_full_batch(max_items, max_bytes) || due <= Instant::now() {
+                            return Some(p.take_batch(max_items, max_bytes));
+                        }
+                        Some(due)
+                    }
+                }
+            };
+            match wake_at {
+                Some(at) => {
+                    tokio::select! {
+                        _ = sleep_until(at) => {}
+                        _ = &mut notified => {}
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    fn take_all(&self) -> Vec<Entry> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take_all()
     }
 }
 
@@ -113,320 +206,171 @@ pub struct Stages {
 }
 
 impl Stages {
+    /// Starts a stage (opening and recovering its disk queue, if it has one).
     pub fn start(
         &mut self,
         settings: StageSettings,
         exporter: Arc<dyn Exporter>,
         metrics: Arc<Metrics>,
-    ) -> Arc<ExportStage> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let stage = Arc::new(ExportStage {
-            budget: Arc::new(Semaphore::new(settings.capacity)),
-            input: Mutex::new(Some(tx)),
-            settings: settings.clone(),
-        });
+    ) -> Result<Arc<ExportStage>, StageError> {
         let labels = QueueLabels {
             exporter: settings.exporter.clone(),
             signal: settings.signal.as_str().into(),
         };
-        metrics
-            .queue_capacity
-            .get_or_create(&labels)
-            .set(i64::try_from(settings.capacity).unwrap_or(i64::MAX));
-        let weak = Arc::downgrade(&stage);
-        let gauge = metrics.queue_size.get_or_create(&labels).clone();
-        metrics.on_scrape(move || {
-            if let Some(s) = weak.upgrade() {
-                gauge.set(i64::try_from(s.queued()).unwrap_or(i64::MAX));
-            }
+        let budget = Budget::new(settings.queue.capacity, settings.queue.byte_capacity());
+        let (durable, recovered) = match durable::open(&settings, &budget, &metrics, &labels)? {
+            Some((d, entries)) => (Some(d), entries),
+            None => (None, Vec::new()),
+        };
+        let stage = Arc::new(ExportStage {
+            budget,
+            pending: Mutex::new(Pending::default()),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
+            durable,
+            abandoned: AtomicUsize::new(0),
+            kept: AtomicUsize::new(0),
+            settings: settings.clone(),
         });
+        for e in recovered {
+            stage.push(e);
+        }
+        register_gauges(&stage, &metrics, &labels);
         if !self.exporters.iter().any(|e| Arc::ptr_eq(e, &exporter)) {
             self.exporters.push(exporter.clone());
         }
-        let worker = Worker {
+        let circuit = Circuit::new(
+            settings.circuit_breaker.clone(),
+            settings.exporter.clone(),
+            metrics.circuit_state.get_or_create(&labels).clone(),
+        );
+        let sender = Arc::new(Sender {
+            durable: stage.durable.clone(),
             settings,
             exporter,
             metrics,
             abort: self.abort.clone(),
             labels,
-        };
-        self.tasks.spawn(worker.run(rx));
+            circuit,
+        });
+        self.tasks.spawn(run(sender, stage.clone()));
         self.stages.push(stage.clone());
-        stage
+        Ok(stage)
     }
 
-    /// Closes every stage and waits for queued batches to be sent, at most `grace`;
-    /// what is still unsent then is counted as failed with reason "shutdown".
+    /// Closes every stage and sends what they hold until `deadline`; what is
+    /// still undelivered then is counted as failed with reason "shutdown" (or,
+    /// in a disk queue, kept for the next start), and summed up in one log line.
     pub async fn drain(mut self, deadline: Instant) {
         for s in &self.stages {
             s.close();
         }
-        let grace = deadline.saturating_duration_since(Instant::now());
         let all_done = async { while self.tasks.join_next().await.is_some() {} };
         tokio::pin!(all_done);
         if tokio::time::timeout_at(deadline, &mut all_done).await.is_err() {
-            tracing::warn!(?grace, "shutdown grace period over; abandoning unsent batches");
+            tracing::warn!("shutdown grace period over; abandoning unsent batches");
             self.abort.cancel();
             all_done.await;
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         for e in &self.exporters {
-            if tokio::time::timeout(remaining.max(Duration::from_millis(100)), e.shutdown())
+            if tokio::time::timeout(remaining.max(std::time::Duration::from_millis(100)), e.shutdown())
                 .await
                 .is_err()
             {
                 tracing::warn!("an exporter did not finish its shutdown in time");
             }
         }
+        for s in &self.stages {
+            if let Some(d) = &s.durable {
+                d.close();
+            }
+        }
+        summarize(&self.stages);
     }
 }
 
-struct Worker {
-    settings: StageSettings,
-    exporter: Arc<dyn Exporter>,
-    metrics: Arc<Metrics>,
-    abort: CancellationToken,
-    labels: QueueLabels,
+/// One line that says what shutdown did not deliver, per signal and exporter.
+fn summarize(stages: &[Arc<ExportStage>]) {
+    let mut lost = Vec::new();
+    let mut kept = Vec::new();
+    for s in stages {
+        let who = format!("{}/{}", s.signal(), s.name());
+        match s.abandoned.load(Ordering::SeqCst) {
+            0 => {}
+            n => lost.push(format!("{who}={n}")),
+        }
+        match s.kept.load(Ordering::SeqCst) {
+            0 => {}
+            n => kept.push(format!("{who}={n}")),
+        }
+    }
+    if lost.is_empty() && kept.is_empty() {
+        tracing::info!("shutdown: everything accepted was delivered");
+        return;
+    }
+    let lost = if lost.is_empty() {
+        "none".into()
+    } else {
+        lost.join(" ")
+    };
+    let kept = if kept.is_empty() {
+        "none".into()
+    } else {
+        kept.join(" ")
+    };
+    tracing::warn!(
+        "shutdown summary: items not delivered and dropped (counted in weir_exporter_send_failed_*{{reason=\"shutdown\"}}): {lost}; items kept in disk queues for the next start: {kept}"
+    );
 }
 
-impl Worker {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Pending>) {
-        let this = Arc::new(self);
-        let slots = Arc::new(Semaphore::new(this.settings.concurrency));
-        let mut senders = JoinSet::new();
-        let mut buffer: Vec<Pending> = Vec::new();
-        let mut buffered = 0usize;
-        let mut deadline = Instant::now();
-        loop {
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(p) => {
-                        if buffer.is_empty() {
-                            deadline = Instant::now() + this.settings.batch.timeout.0;
-                        }
-                        buffered += p.batch.items;
-                        buffer.push(p);
-                        if buffered >= this.settings.batch.max_items {
-                            this.flush(&mut buffer, &slots, &mut senders).await;
-                            buffered = 0;
-                        }
-                    }
-                    None => break,
-                },
-                _ = sleep_until(deadline), if !buffer.is_empty() => {
-                    this.flush(&mut buffer, &slots, &mut senders).await;
-                    buffered = 0;
-                }
-                Some(_) = senders.join_next(), if !senders.is_empty() => {}
-            }
+fn register_gauges(stage: &Arc<ExportStage>, metrics: &Metrics, labels: &QueueLabels) {
+    let cap = stage.budget.capacity();
+    let set =
+        |g: &prometheus_client::metrics::gauge::Gauge, v: u64| g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    set(&metrics.queue_capacity.get_or_create(labels), cap.items as u64);
+    set(&metrics.queue_capacity_bytes.get_or_create(labels), cap.bytes);
+    let weak = Arc::downgrade(stage);
+    let size = metrics.queue_size.get_or_create(labels).clone();
+    let size_bytes = metrics.queue_size_bytes.get_or_create(labels).clone();
+    metrics.on_scrape(move || {
+        if let Some(s) = weak.upgrade() {
+            let (items, bytes) = s.queued();
+            set(&size, items as u64);
+            set(&size_bytes, bytes);
         }
-        this.flush(&mut buffer, &slots, &mut senders).await;
-        while senders.join_next().await.is_some() {}
-    }
+    });
+}
 
-    async fn flush(
-        self: &Arc<Self>,
-        buffer: &mut Vec<Pending>,
-        slots: &Arc<Semaphore>,
-        senders: &mut JoinSet<()>,
-    ) {
-        if buffer.is_empty() {
-            return;
-        }
-        let mut permit: Option<OwnedSemaphorePermit> = None;
-        let mut parts = Vec::with_capacity(buffer.len());
-        for p in buffer.drain(..) {
-            match (&mut permit, p.permit) {
-                (Some(acc), Some(more)) => acc.merge(more),
-                (acc @ None, more) => *acc = more,
-                (_, None) => {}
-            }
-            parts.push(p.batch);
-        }
-        let batch = Batch::concat(self.settings.signal, &parts);
-        drop(parts);
-        self.metrics
-            .batch_send_size
-            .get_or_create(&self.labels)
-            .observe(batch.items as f64);
-        // Waiting for a free sender slot here is what lets the queue (bounded by
-        // the budget) absorb a slow destination.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
+/// The stage's worker: takes batches off the queue while a sender slot is free.
+async fn run(sender: Arc<Sender>, stage: Arc<ExportStage>) {
+    let slots = Arc::new(Semaphore::new(sender.settings.queue.concurrency.max(1)));
+    let mut senders = JoinSet::new();
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = sender.abort.cancelled() => break,
         };
-        let this = self.clone();
+        let batch = tokio::select! {
+            b = stage.next_batch() => b,
+            _ = sender.abort.cancelled() => None,
+        };
+        let Some(entries) = batch else { break };
+        let s = sender.clone();
+        let st = stage.clone();
         senders.spawn(async move {
-            this.send_with_retry(&batch).await;
-            drop(permit);
+            s.deliver(entries, &st).await;
             drop(slot);
         });
+        while senders.try_join_next().is_some() {}
     }
-
-    async fn send_with_retry(&self, batch: &Batch) {
-        let retry = &self.settings.retry;
-        let started = Instant::now();
-        let mut backoff = Backoff::new(retry);
-        loop {
-            let result = tokio::select! {
-                r = self.exporter.export(batch) => r,
-                _ = self.abort.cancelled() => return self.failed(batch.items, "shutdown", "shutdown grace period over"),
-            };
-            let (message, retry_after) = match result {
-                Ok(outcome) => {
-                    let sent = batch.items.saturating_sub(outcome.rejected);
-                    self.counters()
-                        .sent
-                        .get_or_create(&self.exporter_labels())
-                        .inc_by(sent as u64);
-                    if outcome.rejected > 0 {
-                        let msg = outcome.message.unwrap_or_default();
-                        self.failed(outcome.rejected, "rejected_by_destination", &msg);
-                    }
-                    return;
-                }
-                Err(ExportError::Permanent { message } | ExportError::TooLarge { message }) => {
-                    return self.failed(batch.items, "permanent_error", &message);
-                }
-                Err(ExportError::Retryable { message, retry_after }) => (message, retry_after),
-            };
-            let wait = retry_after.unwrap_or_else(|| backoff.next_wait());
-            if !retry.enabled || started.elapsed() + wait > retry.max_elapsed.0 {
-                return self.failed(batch.items, "retries_exhausted", &message);
-            }
-            tracing::debug!(exporter = %self.settings.exporter, %message, ?wait, "export failed; retrying");
-            tokio::select! {
-                _ = sleep(wait) => {}
-                _ = self.abort.cancelled() => return self.failed(batch.items, "shutdown", &message),
-            }
-        }
-    }
-
-    fn counters(&self) -> &crate::metrics::SignalCounters {
-        self.metrics.signal(self.settings.signal)
-    }
-
-    fn exporter_labels(&self) -> ExporterLabels {
-        ExporterLabels {
-            exporter: self.settings.exporter.clone(),
-        }
-    }
-
-    fn failed(&self, items: usize, reason: &str, message: &str) {
-        tracing::warn!(
-            exporter = %self.settings.exporter,
-            signal = %self.settings.signal,
-            items, reason, message,
-            "dropping data that could not be exported"
-        );
-        self.counters()
-            .send_failed
-            .get_or_create(&FailedLabels {
-                exporter: self.settings.exporter.clone(),
-                reason: reason.into(),
-            })
-            .inc_by(items as u64);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use bytes::Bytes;
-    use futures::future::BoxFuture;
-
-    use super::*;
-    use crate::ExportOutcome;
-    use crate::config::HumanDuration;
-
-    /// Fails the first `fail_first` calls with a retryable error, then succeeds.
-    struct Flaky {
-        calls: AtomicUsize,
-        fail_first: usize,
-        items: AtomicUsize,
-    }
-
-    impl Exporter for Flaky {
-        fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<ExportOutcome, ExportError>> {
-            Box::pin(async move {
-                if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
-                    return Err(ExportError::retryable("down"));
-                }
-                self.items.fetch_add(batch.items, Ordering::SeqCst);
-                Ok(ExportOutcome::default())
-            })
-        }
-    }
-
-    fn settings(capacity: usize) -> StageSettings {
-        StageSettings {
-            exporter: "test".into(),
-            signal: Signal::Traces,
-            capacity,
-            concurrency: 1,
-            batch: BatchConfig {
-                max_items: 10,
-                max_bytes: crate::config::ByteSize::mib(1),
-                timeout: HumanDuration::from_millis(20),
-            },
-            retry: RetryConfig {
-                enabled: true,
-                initial_interval: HumanDuration::from_millis(5),
-                max_interval: HumanDuration::from_millis(20),
-                max_elapsed: HumanDuration::from_secs(5),
-            },
-        }
-    }
-
-    fn batch(items: usize) -> Batch {
-        Batch::new(Signal::Traces, Bytes::from_static(b""), items)
-    }
-
-    #[tokio::test]
-    async fn full_budget_refuses_then_retries_deliver_everything() {
-        let metrics = Metrics::new();
-        let flaky = Arc::new(Flaky {
-            calls: AtomicUsize::new(0),
-            fail_first: 3,
-            items: AtomicUsize::new(0),
-        });
-        let mut stages = Stages::default();
-        let stage = stages.start(settings(8), flaky.clone(), metrics.clone());
-        let p = stage.try_reserve(5).expect("room");
-        stage.enqueue(batch(5), p).expect("open");
-        assert_eq!(stage.try_reserve(4).err(), Some(Refusal::Full));
-        assert_eq!(
-            stage.try_reserve(9).err(),
-            Some(Refusal::TooLarge { capacity: 8 })
-        );
-        let p = stage.try_reserve(3).expect("room");
-        stage.enqueue(batch(3), p).expect("open");
-        stages.drain(Instant::now() + Duration::from_secs(5)).await;
-        assert_eq!(flaky.items.load(Ordering::SeqCst), 8);
-        assert!(
-            metrics
-                .encode()
-                .contains("weir_exporter_sent_spans_total{exporter=\"test\"} 8")
-        );
-    }
-
-    #[tokio::test]
-    async fn shutdown_counts_what_could_not_be_sent() {
-        let metrics = Metrics::new();
-        let dead = Arc::new(Flaky {
-            calls: AtomicUsize::new(0),
-            fail_first: usize::MAX,
-            items: AtomicUsize::new(0),
-        });
-        let mut stages = Stages::default();
-        let stage = stages.start(settings(100), dead, metrics.clone());
-        let p = stage.try_reserve(7).expect("room");
-        stage.enqueue(batch(7), p).expect("open");
-        stages.drain(Instant::now() + Duration::from_millis(200)).await;
-        let text = metrics.encode();
-        assert!(
-            text.contains("weir_exporter_send_failed_spans_total{exporter=\"test\",reason=\"shutdown\"} 7"),
-            "{text}"
-        );
+    while senders.join_next().await.is_some() {}
+    // Only after the abort at the deadline can entries remain.
+    let rest = stage.take_all();
+    if !rest.is_empty() {
+        sender.abandon(rest, &stage);
     }
 }
