@@ -168,4 +168,6 @@ pub struct QueueStats {
     pub disk_bytes: u64,
     pub segments: usize,
     pub max_bytes: u64,
+    /// Group commits so far (fdatasync calls for appends, since open).
+    pub fsyncs: u64,
 }

@@ -2,6 +2,7 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
@@ -97,6 +98,7 @@ impl DiskQueue {
             state: Mutex::new(state),
             dir: dir.clone(),
             max_bytes: opts.max_bytes,
+            syncs: AtomicU64::new(0),
         });
         let writer = Writer::new(
             shared.clone(),
@@ -208,6 +210,7 @@ impl DiskQueue {
             disk_bytes: st.disk_bytes(),
             segments: st.segments.len(),
             max_bytes: self.inner.shared.max_bytes,
+            fsyncs: self.inner.shared.syncs.load(Ordering::Relaxed),
         }
     }
 

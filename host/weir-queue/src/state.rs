@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -75,6 +76,8 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub dir: PathBuf,
     pub max_bytes: u64,
+    /// fdatasync calls on segments by the writer (group commits).
+    pub syncs: AtomicU64,
 }
 
 impl Shared {

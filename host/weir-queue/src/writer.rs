@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
@@ -312,11 +313,14 @@ impl Writer {
             return;
         }
         let written = std::mem::take(&mut self.unsynced);
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        // The interval runs from sync start to sync start: a slow disk does not
+        // stretch it.
+        self.last_sync = Some(Instant::now());
         let result = match self.active.as_ref() {
             Some(a) => a.file.sync_data().map_err(|e| (a.path.clone(), e)),
             None => Err((self.dir.clone(), std::io::Error::other("segment closed"))),
         };
-        self.last_sync = Some(Instant::now());
         match result {
             Ok(()) => {
                 for w in written {
