@@ -68,13 +68,14 @@
 //!
 //! Every record of every segment is read and its checksum verified.
 //!
-//! - **Torn tail**: if the newest segment ends in bytes that are not an intact
-//!   record, and no intact record follows them, a write was interrupted — never
-//!   acknowledged — and the tail is cut off ([`Recovery::truncated_bytes`]). A
-//!   newest segment shorter than its header is removed the same way.
-//! - **Damage** anywhere else (a checksum mismatch, impossible framing, a damaged
-//!   header, a sealed segment that ends early, or damage in the newest segment
-//!   that intact records follow): the scan searches on byte by byte for the next
+//! - **Torn tail**: if the newest segment ends in a partial record (its frame runs
+//!   past the end of the file, or only zeros follow), and no intact record
+//!   follows, an append was interrupted — so never acknowledged — and the tail is
+//!   cut off ([`Recovery::truncated_bytes`]). A newest segment shorter than its
+//!   header is removed the same way.
+//! - **Damage** — anything else: a complete record failing its checksum (even the
+//!   last one), impossible framing, a damaged header, a sealed segment that ends
+//!   early, damage that intact records follow. The scan searches on byte by byte for the next
 //!   intact record (an id just past the last good one and a matching checksum),
 //!   so records both before and after the damage are kept. The intact,
 //!   unacknowledged records are copied into a fresh file of the same name

@@ -83,8 +83,14 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, QueueError> {
             Verdict::Corrupt { reason } => {
                 let mut lost = scan.lost_estimate;
                 if scan.tail_damaged {
-                    let expected_end = bases.get(i + 1).copied().unwrap_or(0);
                     let have_end = scan.records.last().map_or(base, |r| r.id + 1);
+                    // A sealed segment ends where the next begins; the newest at
+                    // least lost the complete frame that failed its checksum.
+                    let expected_end = match bases.get(i + 1) {
+                        Some(&next) => next,
+                        None if !scan.first_damage_is_torn_write => have_end + 1,
+                        None => have_end,
+                    };
                     lost += expected_end.saturating_sub(have_end);
                 }
                 let (moved, salvaged) = salvage(dir, &path, base, &scan.records, &acks)?;
@@ -317,6 +323,10 @@ pub(crate) struct Scan {
     pub lost_estimate: u64,
     /// The file does not end with an intact frame.
     pub tail_damaged: bool,
+    /// The first damage looks like an interrupted append: the frame there runs
+    /// past the end of the file, or only zeros follow (space allocated, data never
+    /// written). A complete frame failing its checksum does not.
+    pub first_damage_is_torn_write: bool,
 }
 
 enum Verdict {
@@ -349,7 +359,9 @@ fn classify(scan: &Scan, newest: bool) -> Verdict {
     }
     match scan.first_damage {
         None => Verdict::Clean,
-        Some(at) if newest && !scan.resynced => Verdict::TornTail { valid_end: at },
+        Some(at) if newest && !scan.resynced && scan.first_damage_is_torn_write => {
+            Verdict::TornTail { valid_end: at }
+        }
         Some(at) => Verdict::Corrupt {
             reason: format!("invalid record frame at offset {at}"),
         },
@@ -376,6 +388,27 @@ impl Window {
         }
         let at = (pos - self.start) as usize;
         Ok(&self.buf[at..at + n])
+    }
+
+    /// Whether the bytes from `pos` on are what an interrupted append leaves.
+    fn is_torn_write(&mut self, pos: u64) -> std::io::Result<bool> {
+        let rest = self.len - pos;
+        if rest < FRAME_HEADER_LEN as u64 {
+            return Ok(true);
+        }
+        let h = FrameHeader::decode(self.get(pos, FRAME_HEADER_LEN)?);
+        if u64::from(h.len) > rest - FRAME_HEADER_LEN as u64 {
+            return Ok(true);
+        }
+        let mut at = pos;
+        while at < self.len {
+            let n = (self.len - at).min(READ_CHUNK as u64) as usize;
+            if self.get(at, n)?.iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += n as u64;
+        }
+        Ok(true)
     }
 
     /// The intact frame at `pos` with an id in `ids`, if there is one.
@@ -409,6 +442,7 @@ pub(crate) fn scan_segment(path: &Path, base: u64) -> Result<Scan, QueueError> {
         resynced: false,
         lost_estimate: 0,
         tail_damaged: false,
+        first_damage_is_torn_write: false,
     };
     if len < SEGMENT_HEADER_LEN {
         scan.first_damage = Some(0);
@@ -451,7 +485,10 @@ pub(crate) fn scan_segment(path: &Path, base: u64) -> Result<Scan, QueueError> {
             pos += h.frame_len();
             continue;
         }
-        scan.first_damage.get_or_insert(pos);
+        if scan.first_damage.is_none() {
+            scan.first_damage = Some(pos);
+            scan.first_damage_is_torn_write = w.is_torn_write(pos).map_err(io_err(path, "read"))?;
+        }
         let window = next_id..=next_id.saturating_add(RESYNC_ID_WINDOW);
         let mut found = None;
         let mut p = pos + 1;

@@ -501,3 +501,31 @@ async fn a_salvage_interrupted_by_a_crash_is_completed_or_discarded() {
     assert_eq!(ids(&rec), all);
     assert!(segs[1].exists() && !salvage(&segs[1]).exists());
 }
+
+#[test]
+fn the_queue_and_its_futures_can_be_shared_across_tasks() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    fn send<T: Send>(_: &T) {}
+    shareable::<DiskQueue>();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (q, _) = open(opts(dir.path(), 1 << 20, 64 << 10));
+    let fut = q.append(1, Bytes::from_static(b"x"));
+    send(&fut);
+}
+
+#[tokio::test]
+async fn a_complete_last_record_failing_its_checksum_is_damage_not_a_torn_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = opts(dir.path(), 4 << 20, 64 << 10);
+    let (q, _) = open(o.clone());
+    let all = append_n(&q, 0, 6, 980).await;
+    drop(q);
+    let seg = segment_files(dir.path()).pop().expect("segment");
+    // The last record was acknowledged (synced), then the disk flipped a bit.
+    flip(&seg, payload_byte(5, 1000));
+    let (_q, rec) = open(o);
+    assert_eq!(rec.truncated_bytes, 0);
+    assert_eq!(rec.corrupt_segments.len(), 1);
+    assert_eq!(rec.lost_records_estimate, 1);
+    assert_eq!(ids(&rec), all[..5].to_vec());
+}
