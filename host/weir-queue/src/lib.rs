@@ -145,7 +145,7 @@ pub struct Record {
 }
 
 /// What [`DiskQueue::open`] found.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Recovery {
     /// Unacknowledged records found at open, in append order.
     pub records: Vec<Record>,
