@@ -124,6 +124,9 @@ impl Durable {
             Ok(record) => Ok(record.id),
             Err(QueueError::Full { .. }) => Err(Refusal::Full),
             Err(QueueError::Closed) => Err(Refusal::Closed),
+            Err(e @ QueueError::TooLarge { .. }) => Err(Refusal::TooLarge(format!(
+                "the request can never fit in the disk queue: {e}; raise queue.max_bytes"
+            ))),
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = %e, "disk queue write failed");
                 Err(Refusal::Unavailable(format!(
