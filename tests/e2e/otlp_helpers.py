@@ -1119,11 +1119,12 @@ ITEM_NOUNS = {"traces": "spans", "logs": "log_records", "metrics": "metric_point
 
 
 def reconciliation(m: MetricsSnapshot, exporter: str = "backend", signal_name: str = "traces") -> dict:
-    """accepted, sent, send_failed (total and by reason), dropped and queued items of
-    one exporter and signal."""
+    """accepted, recovered (from a disk queue at start-up), sent, send_failed (total
+    and by reason), dropped and queued items of one exporter and signal."""
     noun = ITEM_NOUNS[signal_name]
     return {
         "accepted": m.sum(f"weir_receiver_accepted_{noun}_total"),
+        "recovered": m.sum("weir_exporter_queue_recovered_items_total", exporter=exporter, signal=signal_name),
         "sent": m.sum(f"weir_exporter_sent_{noun}_total", exporter=exporter),
         "send_failed": m.sum(f"weir_exporter_send_failed_{noun}_total", exporter=exporter),
         "failed_by_reason": m.by_label(f"weir_exporter_send_failed_{noun}_total", "reason", exporter=exporter),
@@ -1133,13 +1134,13 @@ def reconciliation(m: MetricsSnapshot, exporter: str = "backend", signal_name: s
 
 
 def is_reconciled(r: dict) -> bool:
-    return r["accepted"] == r["sent"] + r["send_failed"] + r["dropped"] + r["queued"]
+    return r["accepted"] + r["recovered"] == r["sent"] + r["send_failed"] + r["dropped"] + r["queued"]
 
 
 def assert_reconciled(weir: "Weir", *, exporter: str = "backend", signal_name: str = "traces",
                       timeout: float = 10, settled: bool = True) -> dict:
-    """accepted = sent + send_failed + dropped + queued, and (settled=True) an empty
-    queue, within `timeout` s; returns the figures."""
+    """accepted (+ recovered from a disk queue) = sent + send_failed + dropped +
+    queued, and (settled=True) an empty queue, within `timeout` s; returns the figures."""
     def check():
         r = reconciliation(weir.metrics(), exporter, signal_name)
         return r if is_reconciled(r) and (not settled or r["queued"] == 0) else None
@@ -1148,7 +1149,8 @@ def assert_reconciled(weir: "Weir", *, exporter: str = "backend", signal_name: s
 
     def what():
         m = weir.metrics()
-        return f"accepted = sent + send_failed + dropped + queued: {reconciliation(m, exporter, signal_name)}\n{m}"
+        return (f"accepted + recovered = sent + send_failed + dropped + queued: "
+                f"{reconciliation(m, exporter, signal_name)}\n{m}")
 
     last = wait_until(check, timeout, what)
     print(f"metrics: {last}")
