@@ -4,14 +4,18 @@
 //! Payloads cross weir as encoded protobuf ([`weir_pipeline::Batch`]): the receiver
 //! validates the wire format and counts items without building message trees
 //! ([`wire`]), JSON is transcoded once at the edge ([`json`]), and the exporters
-//! send the bytes as they are ([`codec::RawCodec`]).
+//! send the bytes as they are ([`codec::RawCodec`]). A batch too large for a
+//! destination is cut into smaller requests without decoding ([`OtlpSplitter`]).
 
 pub mod codec;
 pub mod exporter;
 pub mod json;
 pub mod receiver;
 pub mod rpc_status;
+pub mod split;
 pub mod wire;
+
+pub use split::OtlpSplitter;
 
 /// gRPC method paths of the three OTLP export services.
 pub fn grpc_path(signal: weir_pipeline::Signal) -> &'static str {

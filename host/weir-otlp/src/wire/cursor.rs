@@ -41,7 +41,12 @@ fn read_varint_slow(buf: &[u8], pos: usize) -> Result<(u64, usize), &'static str
     Err("malformed protobuf: varint longer than 10 bytes")
 }
 
-#[cfg(test)]
+/// Bytes that a varint of `v` takes.
+pub(crate) fn varint_len(v: u64) -> usize {
+    // One byte per started 7 bits, and one for 0.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -220,6 +225,7 @@ mod tests {
         for v in [0u64, 1, 127, 128, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
             let mut out = Vec::new();
             put_varint(&mut out, v);
+            assert_eq!(varint_len(v), out.len(), "{v}");
             assert_eq!(read_varint(&out, 0), Ok((v, out.len())));
         }
     }

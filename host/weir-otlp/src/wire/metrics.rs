@@ -64,6 +64,11 @@ fn kind(field: u32) -> Option<&'static Kind> {
     }
 }
 
+/// Whether field `n` of a Metric is its `data` (the level the splitter may cut).
+pub(crate) fn is_data_field(n: u32) -> bool {
+    kind(n).is_some()
+}
+
 /// Metric, at message level 3; returns its number of data points.
 pub(crate) fn metric(b: &[u8], at: usize) -> Res<usize> {
     let mut c = Cursor::new(b, at);

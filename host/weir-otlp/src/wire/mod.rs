@@ -26,7 +26,7 @@ use weir_pipeline::Signal;
 mod common;
 pub(crate) mod cursor;
 mod envelope;
-mod fault;
+pub(crate) mod fault;
 mod fields;
 mod logs;
 pub(crate) mod metrics;
