@@ -3,6 +3,8 @@
 mod demo;
 mod plugin_test;
 mod plugins;
+#[allow(dead_code, unused_imports)] // until `weir run` wires it in
+mod reload;
 mod run;
 mod wiring;
 

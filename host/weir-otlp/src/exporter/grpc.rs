@@ -80,17 +80,267 @@ impl Exporter for GrpcExporter {
     }
 }
 
-/// Retryable codes per the OTLP specification.
+/// What a failed export means, per the OTLP specification's failure rules
+/// (opentelemetry.io/docs/specs/otlp/#failures):
+///
+/// - CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE and
+///   DATA_LOSS are retryable;
+/// - RESOURCE_EXHAUSTED is retryable only when the status carries a
+///   `google.rpc.RetryInfo` (the server says it can recover); without one it is
+///   [`ExportError::TooLarge`] when the message says the request was larger than
+///   the server's limit (the stage then splits the batch and resends it), and
+///   permanent otherwise;
+/// - every other code is permanent.
+///
+/// A RetryInfo's delay becomes `retry_after` for any retryable code. One
+/// departure from the letter of the list: tonic servers refuse an oversized
+/// message with OUT_OF_RANGE ("decoded message length too large"); retrying
+/// the same bytes cannot succeed, so that is TooLarge too.
 fn classify(status: &Status) -> ExportError {
-    let message = format!("{:?}: {}", status.code(), status.message());
-    match status.code() {
+    let code = status.code();
+    let retry_info = details::retry_info(status.details());
+    let message = format!("{code:?}: {}", status.message());
+    let too_large = retry_info.is_none() && says_too_large(status.message());
+    match code {
+        Code::OutOfRange if too_large => ExportError::too_large(message),
         Code::Cancelled
         | Code::DeadlineExceeded
-        | Code::ResourceExhausted
         | Code::Aborted
         | Code::OutOfRange
         | Code::Unavailable
-        | Code::DataLoss => ExportError::retryable(message),
+        | Code::DataLoss => ExportError::Retryable {
+            message,
+            retry_after: retry_info.flatten(),
+        },
+        Code::ResourceExhausted => match retry_info {
+            Some(retry_after) => ExportError::Retryable { message, retry_after },
+            None if too_large => ExportError::too_large(message),
+            None => ExportError::permanent(format!(
+                "{message} (not retried: RESOURCE_EXHAUSTED without RetryInfo means the destination cannot recover, per the OTLP specification)"
+            )),
+        },
         _ => ExportError::permanent(message),
+    }
+}
+
+/// Whether a status message is a gRPC implementation's "message too large".
+fn says_too_large(message: &str) -> bool {
+    const NEEDLES: [&str; 4] = [
+        // grpc-go "grpc: received message larger than max (N vs. M)" (also "after
+        // decompression"); grpcio / C-core "Received message larger than max (N vs. M)".
+        "larger than max",
+        // tonic "decoded message length too large: found N bytes, the limit is: M bytes".
+        "message length too large",
+        // grpc-java "gRPC message exceeds maximum size N: M".
+        "exceeds maximum size",
+        // weir's own receiver "request of N bytes exceeds the limit of M bytes (the receiver's max_request_size)".
+        "max_request_size",
+    ];
+    let message = message.to_ascii_lowercase();
+    NEEDLES.iter().any(|n| message.contains(n))
+}
+
+/// The `google.rpc.Status` a server may put in `grpc-status-details-bin`,
+/// and the one detail the retry rules read.
+mod details {
+    use std::time::Duration;
+
+    use prost::Message;
+
+    const RETRY_INFO: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+    #[derive(Clone, PartialEq, Message)]
+    struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        code: i32,
+        #[prost(string, tag = "2")]
+        message: String,
+        #[prost(message, repeated, tag = "3")]
+        details: Vec<Any>,
+    }
+
+    /// google.protobuf.Any
+    #[derive(Clone, PartialEq, Message)]
+    pub(super) struct Any {
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+    }
+
+    /// google.rpc.RetryInfo
+    #[derive(Clone, PartialEq, Message)]
+    pub(super) struct RetryInfo {
+        #[prost(message, optional, tag = "1")]
+        pub retry_delay: Option<ProtoDuration>,
+    }
+
+    /// google.protobuf.Duration
+    #[derive(Clone, PartialEq, Message)]
+    pub(super) struct ProtoDuration {
+        #[prost(int64, tag = "1")]
+        pub seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub nanos: i32,
+    }
+
+    /// `Some(delay)` when the details hold a RetryInfo (`delay` is `None` if it
+    /// has no retry_delay); `None` without one, or when the details do not decode.
+    pub(super) fn retry_info(details: &[u8]) -> Option<Option<Duration>> {
+        if details.is_empty() {
+            return None;
+        }
+        let status = RpcStatus::decode(details).ok()?;
+        let any = status.details.iter().find(|a| a.type_url == RETRY_INFO)?;
+        let info = RetryInfo::decode(&any.value[..]).ok()?;
+        Some(info.retry_delay.map(|d| {
+            // A negative delay means "now".
+            let secs = u64::try_from(d.seconds).unwrap_or(0);
+            let nanos = u32::try_from(d.nanos).unwrap_or(0).min(999_999_999);
+            Duration::new(secs, if d.seconds < 0 { 0 } else { nanos })
+        }))
+    }
+
+    #[cfg(test)]
+    pub(super) fn encode(code: i32, details: Vec<Any>) -> Vec<u8> {
+        RpcStatus {
+            code,
+            message: String::new(),
+            details,
+        }
+        .encode_to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use prost::Message;
+
+    use super::details::{Any, ProtoDuration, RetryInfo};
+    use super::*;
+
+    fn retry_info(seconds: i64, nanos: i32) -> Any {
+        Any {
+            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+            value: RetryInfo {
+                retry_delay: Some(ProtoDuration { seconds, nanos }),
+            }
+            .encode_to_vec(),
+        }
+    }
+
+    fn with(code: Code, message: &str, details: Vec<Any>) -> Status {
+        let encoded = details::encode(code as i32, details);
+        // Through the trailers and back, as a client receives it.
+        let mut headers = http::HeaderMap::new();
+        Status::with_details(code, message, Bytes::from(encoded))
+            .add_header(&mut headers)
+            .expect("encodable status");
+        Status::from_header_map(&headers).expect("a status in the headers")
+    }
+
+    fn retry_after(e: &ExportError) -> Option<Option<Duration>> {
+        match e {
+            ExportError::Retryable { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn retryable_codes_follow_the_spec() {
+        for code in [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unavailable,
+            Code::DataLoss,
+        ] {
+            assert_eq!(
+                retry_after(&classify(&Status::new(code, "x"))),
+                Some(None),
+                "{code:?}"
+            );
+            let delayed = classify(&with(code, "slow down", vec![retry_info(3, 500_000_000)]));
+            assert_eq!(
+                retry_after(&delayed),
+                Some(Some(Duration::from_millis(3500))),
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::Unknown,
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::FailedPrecondition,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::Unauthenticated,
+        ] {
+            let e = classify(&with(code, "no", vec![retry_info(1, 0)]));
+            assert!(matches!(e, ExportError::Permanent { .. }), "{code:?}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn resource_exhausted_is_retried_only_with_retry_info() {
+        let e = classify(&with(Code::ResourceExhausted, "quota", vec![retry_info(2, 0)]));
+        assert_eq!(retry_after(&e), Some(Some(Duration::from_secs(2))));
+        // RetryInfo without a delay: retryable, on the exporter's own backoff.
+        let bare = Any {
+            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+            value: Vec::new(),
+        };
+        assert_eq!(
+            retry_after(&classify(&with(Code::ResourceExhausted, "quota", vec![bare]))),
+            Some(None)
+        );
+        // Other details, no details, undecodable details: not retried.
+        let quota = Any {
+            type_url: "type.googleapis.com/google.rpc.QuotaFailure".into(),
+            value: vec![1, 2, 3],
+        };
+        let e = classify(&with(Code::ResourceExhausted, "quota exceeded", vec![quota]));
+        assert!(
+            matches!(&e, ExportError::Permanent { message } if message.contains("without RetryInfo")),
+            "{e:?}"
+        );
+        let e = classify(&Status::resource_exhausted("quota exceeded"));
+        assert!(matches!(e, ExportError::Permanent { .. }), "{e:?}");
+        let garbage = Status::with_details(Code::ResourceExhausted, "x", Bytes::from_static(b"\xff\xff"));
+        assert!(matches!(classify(&garbage), ExportError::Permanent { .. }));
+        // A negative delay is no wait.
+        let e = classify(&with(Code::Unavailable, "x", vec![retry_info(-5, 7)]));
+        assert_eq!(retry_after(&e), Some(Some(Duration::ZERO)));
+    }
+
+    #[test]
+    fn messages_too_large_are_too_large() {
+        for message in [
+            "grpc: received message larger than max (5242880 vs. 4194304)",
+            "grpc: received message after decompression larger than max (5242880 vs. 4194304)",
+            "Received message larger than max (5242880 vs. 4194304)",
+            "Error, decoded message length too large: found 5242880 bytes, the limit is: 4194304 bytes",
+            "gRPC message exceeds maximum size 4194304: 5242880",
+            "request of 5242880 bytes exceeds the limit of 4194304 bytes (the receiver's max_request_size)",
+        ] {
+            let e = classify(&Status::resource_exhausted(message));
+            assert!(matches!(e, ExportError::TooLarge { .. }), "{message}: {e:?}");
+        }
+        // tonic refuses an oversized message with OUT_OF_RANGE.
+        let e = classify(&Status::out_of_range(
+            "Error, decoded message length too large: found 5242880 bytes, the limit is: 4194304 bytes",
+        ));
+        assert!(matches!(e, ExportError::TooLarge { .. }), "{e:?}");
+        // With RetryInfo the server says waiting helps: retry.
+        let e = classify(&with(
+            Code::ResourceExhausted,
+            "grpc: received message larger than max (1 vs. 0)",
+            vec![retry_info(1, 0)],
+        ));
+        assert_eq!(retry_after(&e), Some(Some(Duration::from_secs(1))));
     }
 }
