@@ -11,7 +11,8 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::{ContentHash, REASON_POLL, REASON_WATCH, Trigger, WatchOptions, hash};
 
-/// A retry of a trigger the full channel refused waits at least this.
+/// The shortest wait between two checks: a retry of a trigger the full
+/// channel refused, or a poll with a smaller interval configured.
 const MIN_RETRY: Duration = Duration::from_millis(100);
 
 /// What the thread receives: notify's events, and the stop from its owner.
@@ -73,28 +74,31 @@ impl Looper {
     }
 
     pub(super) fn run(&mut self, changed_already: bool) {
-        let now = Instant::now();
         // A change between the caller's hash and `prepare` is reported at once.
         let mut next_poll = if changed_already {
-            now
+            Instant::now()
         } else {
-            now + self.options.poll_interval
+            self.after_poll_interval()
         };
         // Set by an event: hash once no event came for `debounce`.
         let mut quiet_at: Option<Instant> = None;
+        // The reason of a trigger the full channel refused, for its retry.
+        let mut retrying: Option<&'static str> = None;
         loop {
             let now = Instant::now();
             if quiet_at.is_some_and(|at| at <= now) || next_poll <= now {
                 // Events that keep coming still get hashed at the poll.
-                let reason = if quiet_at.is_some() {
-                    REASON_WATCH
-                } else {
-                    REASON_POLL
+                let reason = match (quiet_at.take(), retrying.take()) {
+                    (Some(_), _) => REASON_WATCH,
+                    (None, Some(reason)) => reason,
+                    (None, None) => REASON_POLL,
                 };
-                quiet_at = None;
                 next_poll = match self.check(reason) {
-                    Checked::Done => Instant::now() + self.options.poll_interval,
-                    Checked::Retry => Instant::now() + self.options.debounce.max(MIN_RETRY),
+                    Checked::Done => self.after_poll_interval(),
+                    Checked::Retry => {
+                        retrying = Some(reason);
+                        after(self.options.debounce.max(MIN_RETRY))
+                    }
                     Checked::Closed => return,
                 };
                 continue;
@@ -103,13 +107,18 @@ impl Looper {
             match self.events.recv_timeout(deadline.saturating_duration_since(now)) {
                 Ok(Msg::Fs(event)) => {
                     if changes_content(&event) {
-                        quiet_at = Some(Instant::now() + self.options.debounce);
+                        quiet_at = Some(after(self.options.debounce));
                     }
                 }
                 Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
         }
+    }
+
+    /// Never sooner than [`MIN_RETRY`]: no busy loop on a zero interval.
+    fn after_poll_interval(&self) -> Instant {
+        after(self.options.poll_interval.max(MIN_RETRY))
     }
 
     fn check(&mut self, reason: &'static str) -> Checked {
@@ -176,6 +185,13 @@ impl Looper {
             }
         }
     }
+}
+
+/// `delay` from now; a delay too large for `Instant` means a year, not a panic.
+fn after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
 /// Everything but a read: hashing opens the files, and those events must not

@@ -282,6 +282,7 @@ async fn a_full_channel_delays_the_trigger_instead_of_losing_it() {
     let trigger = next(&mut rx, WITHIN)
         .await
         .expect("the trigger, once there is room");
+    assert_eq!(trigger.reason, REASON_WATCH, "the retry keeps the reason");
     assert_eq!(trigger.hash, content_hash_from(&path, volume.path()));
     assert_eq!(next(&mut rx, QUIET).await, None);
 }
