@@ -95,13 +95,10 @@ pub fn wire(
                 names.iter().map(&mut stage).collect::<anyhow::Result<Vec<_>>>()?,
             );
         }
-        let pipeline = Arc::new(Pipeline::new(
-            name.clone(),
-            signal,
-            default,
-            routes,
-            workers.clone(),
-        ));
+        let pipeline = Arc::new(
+            Pipeline::new(name.clone(), signal, default, routes, workers.clone())
+                .with_splitter(Arc::new(weir_otlp::OtlpSplitter)),
+        );
         if !p.plugins.is_empty() {
             let loaded = plugins.context("plugins are listed but none were loaded")?;
             let links = p
