@@ -404,7 +404,7 @@ fn anyvalue_nesting_limit_matches_prost() {
         (Signal::Metrics, &exemplar_attr),
     ];
     for (signal, build) in cases {
-        for nest in [nested_arrays as fn(usize) -> AnyValue, nested_kvlists] {
+        for (nest, span_limit) in [(nested_arrays as fn(usize) -> AnyValue, 48), (nested_kvlists, 32)] {
             let mut limit = None;
             for levels in 20..60 {
                 let b = build(nest(levels));
@@ -419,6 +419,10 @@ fn anyvalue_nesting_limit_matches_prost() {
                 }
             }
             assert!(limit.is_some(), "{signal:?}: prost's limit was not reached");
+            if signal == Signal::Traces {
+                // As MAX_MESSAGE_DEPTH's docs say: 47 arrays or 31 kvlists in a span attribute.
+                assert_eq!(limit, Some(span_limit));
+            }
         }
     }
 }
