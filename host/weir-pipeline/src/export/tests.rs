@@ -13,12 +13,15 @@ use super::*;
 use crate::config::{BatchConfig, ByteSize, CircuitBreakerConfig, HumanDuration, QueueConfig, RetryConfig};
 use crate::{Batch, Metrics, Signal};
 
+/// What a test destination answers to its `n`th call with a batch.
+type Behaviour = Box<dyn Fn(usize, &Batch) -> Result<ExportOutcome, ExportError> + Send + Sync>;
+
 /// Records what it receives; fails as `behave` says for each call.
 struct Dest {
     calls: AtomicUsize,
     /// Payloads of the batches accepted.
     got: Mutex<Vec<Vec<u8>>>,
-    behave: Box<dyn Fn(usize, &Batch) -> Result<ExportOutcome, ExportError> + Send + Sync>,
+    behave: Behaviour,
 }
 
 impl Dest {
