@@ -111,6 +111,27 @@ def test_outage_backlog_is_delivered_in_requests_under_4mib(start_weir, fault_si
     assert r["send_failed"] == 0, r
 
 
+def test_slow_destination_past_the_timeout_duplicates_but_loses_nothing(start_weir, fault_sink):
+    """A destination slower than the exporter's timeout (it still takes the data,
+    after weir gave up waiting): weir retries, so spans may arrive twice, but every
+    acknowledged span arrives."""
+    weir = start_weir(sink_endpoint=fault_sink.endpoint, batch_timeout="50ms", batch_max_items=500,
+                      **{**FAST_RETRY, "timeout": "500ms"})
+    sender = TrackingSender(weir, spans_per_request=50, retries=3)
+    fault_sink.delay = 0.8
+    sender.start(rate=1000)
+    time.sleep(3)
+    fault_sink.delay = 0.0
+    time.sleep(1)
+    sender.stop()
+    report = assert_acknowledged_delivered(sender.acknowledged_ids(), fault_sink, timeout=15,
+                                           context=lambda: f"{sender.summary()}\n{weir.metrics()}")
+    print(f"{sender.summary()}; sink {fault_sink.outcomes()}")
+    assert report.duplicates > 0, "no call outlived the timeout: the test did not test it"
+    r = assert_reconciled(weir)
+    assert r["send_failed"] == 0, r
+
+
 # ---------------------------------------------------------------------------
 # (b) large items: a byte budget, not only an item count
 
