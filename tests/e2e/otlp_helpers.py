@@ -872,6 +872,7 @@ class TrackingSender:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._local = threading.local()
+        self._channels: list[grpc.Channel] = []
         self.errors: list[BaseException] = []
 
     # -- building ------------------------------------------------------------
@@ -923,9 +924,18 @@ class TrackingSender:
             ])
             call = channel.unary_unary(TRACE_EXPORT_METHOD, request_serializer=lambda b: b,
                                        response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString)
-            self._local.channel = channel
             self._local.call = call
+            with self._lock:
+                self._channels.append(channel)
         return call
+
+    def close(self) -> None:
+        """Closes the gRPC channels (a later send opens a new one)."""
+        with self._lock:
+            channels, self._channels = self._channels, []
+        for c in channels:
+            c.close()
+        self._local = threading.local()
 
     def _session(self) -> requests.Session:
         s = getattr(self._local, "session", None)
@@ -1002,8 +1012,12 @@ class TrackingSender:
         return self
 
     def stop(self, timeout: float = 30) -> None:
+        """Stops the sending threads (a retry under way gives up) and closes the channels."""
         self._stop.set()
-        self.join(timeout)
+        try:
+            self.join(timeout)
+        finally:
+            self.close()
 
     def join(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
