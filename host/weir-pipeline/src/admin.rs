@@ -1,6 +1,8 @@
-//! The admin server: liveness, readiness and Prometheus metrics.
+//! The admin endpoints: liveness, readiness and Prometheus metrics. `weir run`
+//! serves this router on its own thread and runtime with its own connection cap,
+//! so it answers while the data listeners are flooded, and keeps it up until the
+//! queues are drained so the final metrics can be scraped.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,7 +11,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tokio::net::TcpListener;
 
 use crate::Metrics;
 
@@ -56,20 +57,4 @@ async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
         )],
         s.metrics.encode(),
     )
-}
-
-/// Binds the admin address (so a port clash fails start-up) and serves until `stop`.
-pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
-    let addr: SocketAddr = address
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{address}: {e}")))?;
-    TcpListener::bind(addr).await
-}
-
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(stop).await
 }

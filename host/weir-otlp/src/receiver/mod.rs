@@ -1,9 +1,42 @@
 //! OTLP receivers: gRPC and HTTP listeners that validate, count and submit
 //! requests into weir's pipelines, answering with the status codes the OTLP
 //! specification prescribes.
+//!
+//! Serving is shared with the admin server: [`listen::serve`] runs an axum
+//! router behind an accept loop with connection limits and timeouts;
+//! [`threaded::ThreadedServer`] runs one on its own thread; one [`Shutdown`]
+//! deadline bounds how long connections may finish.
 
+mod connection;
+mod connection_metrics;
 mod decode;
+mod fd_limit;
 pub mod grpc;
 pub mod http;
+pub mod listen;
+mod offload;
+mod shutdown;
+pub mod threaded;
 
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+pub use connection::Protocol;
+pub use connection_metrics::ConnectionMetrics;
 pub use decode::{DecodeError, decompress};
+pub use fd_limit::open_file_limit;
+pub use offload::{DecodePool, OffloadError};
+pub use shutdown::Shutdown;
+use weir_pipeline::Ingest;
+
+/// What both receivers need to take a request: where it goes, how large it may
+/// be, and where its decoding runs.
+#[derive(Clone)]
+pub struct Receiver {
+    pub ingest: Arc<Ingest>,
+    /// Largest request accepted, after decompression.
+    pub max_request_size: usize,
+    pub decode: DecodePool,
+}
