@@ -1,5 +1,8 @@
 """Shared helpers for the weir end-to-end suite: ports, polling, the OTLP gRPC sink,
-the weir process wrapper, config rendering, Prometheus parsing and OTLP builders."""
+the weir process wrapper, config rendering, Prometheus parsing and OTLP builders;
+for delivery checks a fault-injecting sink (FaultSink), a sender that records what
+was acknowledged (TrackingSender), `assert_acknowledged_delivered` and
+`assert_reconciled`."""
 
 from __future__ import annotations
 
