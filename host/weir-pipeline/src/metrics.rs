@@ -102,6 +102,13 @@ pub struct Metrics {
     pub refused_requests: Family<RefusedRequestLabels, Counter>,
 }
 
+/// A new metric family, registered under `name`.
+fn registered<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 fn batch_histogram() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 4.0, 10))
 }
@@ -139,84 +146,73 @@ impl Metrics {
                 c.dropped.clone(),
             );
         }
-        let queue_size = Family::<QueueLabels, Gauge>::default();
-        let queue_capacity = Family::<QueueLabels, Gauge>::default();
         let batch_send_size =
             Family::<QueueLabels, Histogram, fn() -> Histogram>::new_with_constructor(batch_histogram);
-        registry.register(
-            "exporter_queue_size",
-            "Items currently queued or in flight in an exporter",
-            queue_size.clone(),
-        );
-        registry.register(
-            "exporter_queue_capacity",
-            "Items an exporter may hold before receivers refuse data",
-            queue_capacity.clone(),
-        );
         registry.register(
             "exporter_batch_send_size",
             "Items per batch handed to an exporter",
             batch_send_size.clone(),
         );
-        let refused_requests = Family::<RefusedRequestLabels, Counter>::default();
-        registry.register(
+        let r = &mut registry;
+        let queue_size = registered(
+            r,
+            "exporter_queue_size",
+            "Items currently queued or in flight in an exporter",
+        );
+        let queue_capacity = registered(
+            r,
+            "exporter_queue_capacity",
+            "Items an exporter may hold before receivers refuse data",
+        );
+        let refused_requests = registered(
+            r,
             "receiver_refused_requests",
             "Requests a receiver refused, by reason (also those whose items could not be counted)",
-            refused_requests.clone(),
         );
-        let queue_size_bytes = Family::<QueueLabels, Gauge>::default();
-        registry.register(
+        let queue_size_bytes = registered(
+            r,
             "exporter_queue_size_bytes",
             "Bytes (encoded OTLP) currently queued or in flight in an exporter",
-            queue_size_bytes.clone(),
         );
-        let queue_capacity_bytes = Family::<QueueLabels, Gauge>::default();
-        registry.register(
+        let queue_capacity_bytes = registered(
+            r,
             "exporter_queue_capacity_bytes",
             "Bytes an exporter may hold before receivers refuse data",
-            queue_capacity_bytes.clone(),
         );
-        let circuit_state = Family::<QueueLabels, Gauge>::default();
-        registry.register(
+        let circuit_state = registered(
+            r,
             "exporter_circuit_state",
             "Circuit breaker of an exporter: 0 closed, 1 open (not sending), 2 half-open (probing)",
-            circuit_state.clone(),
         );
-        let retries = Family::<QueueLabels, Counter>::default();
-        registry.register(
+        let retries = registered(
+            r,
             "exporter_send_retries",
             "Export attempts that failed retryably and were retried",
-            retries.clone(),
         );
-        let batch_splits = Family::<SplitLabels, Counter>::default();
-        registry.register(
+        let batch_splits = registered(
+            r,
             "exporter_batch_splits",
             "Merged batches a destination refused that were split in halves and resent, by reason",
-            batch_splits.clone(),
         );
-        let queue_recovered = Family::<QueueLabels, Counter>::default();
-        registry.register(
+        let queue_recovered = registered(
+            r,
             "exporter_queue_recovered_items",
             "Items found in a disk queue at start-up (left by the previous run) and queued again",
-            queue_recovered.clone(),
         );
-        let queue_corrupt_segments = Family::<QueueLabels, Counter>::default();
-        registry.register(
+        let queue_corrupt_segments = registered(
+            r,
             "exporter_queue_corrupt_segments",
             "Damaged disk-queue segment files found at start-up and moved aside",
-            queue_corrupt_segments.clone(),
         );
-        let queue_truncated_bytes = Family::<QueueLabels, Counter>::default();
-        registry.register(
+        let queue_truncated_bytes = registered(
+            r,
             "exporter_queue_truncated_bytes",
             "Bytes of torn (never acknowledged) writes cut off a disk queue at start-up",
-            queue_truncated_bytes.clone(),
         );
-        let queue_disk_bytes = Family::<QueueLabels, Gauge>::default();
-        registry.register(
+        let queue_disk_bytes = registered(
+            r,
             "exporter_queue_disk_bytes",
             "Bytes a disk queue's files take on disk",
-            queue_disk_bytes.clone(),
         );
         Arc::new(Metrics {
             queue_size_bytes,

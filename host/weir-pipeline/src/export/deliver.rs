@@ -85,13 +85,7 @@ impl Sender {
                 Attempt::Exhausted(message) => self.failed(batch.items, "retries_exhausted", &message),
                 Attempt::Aborted => {
                     for &i in group {
-                        if entries[i].record.is_some() {
-                            kept[i] = true;
-                            stage.kept.fetch_add(entries[i].items, Ordering::SeqCst);
-                        } else {
-                            stage.abandoned.fetch_add(entries[i].items, Ordering::SeqCst);
-                            self.failed(entries[i].items, "shutdown", "shutdown grace period over");
-                        }
+                        kept[i] = self.give_up(&entries[i], stage);
                     }
                 }
             }
@@ -112,13 +106,20 @@ impl Sender {
     /// Entries not sent before the deadline: dropped and counted, or kept on disk.
     pub fn abandon(&self, entries: Vec<Entry>, stage: &ExportStage) {
         for e in &entries {
-            if e.record.is_some() {
-                stage.kept.fetch_add(e.items, Ordering::SeqCst);
-            } else {
-                stage.abandoned.fetch_add(e.items, Ordering::SeqCst);
-                self.failed(e.items, "shutdown", "shutdown grace period over");
-            }
+            self.give_up(e, stage);
         }
+    }
+
+    /// Shutdown's deadline passed before `entry` was delivered: a disk record
+    /// stays for the next start (true), anything else is counted as failed.
+    fn give_up(&self, entry: &Entry, stage: &ExportStage) -> bool {
+        if entry.record.is_some() {
+            stage.kept.fetch_add(entry.items, Ordering::SeqCst);
+            return true;
+        }
+        stage.abandoned.fetch_add(entry.items, Ordering::SeqCst);
+        self.failed(entry.items, "shutdown", "shutdown grace period over");
+        false
     }
 
     /// The batches of `entries`; disk records are read back (an unreadable
