@@ -146,6 +146,7 @@ impl ArchiveMetrics {
             for (signal, gauge) in &gauges {
                 gauge.set(live.as_ref().map_or(0.0, |o| o.age_seconds(*signal)));
             }
+            live.is_some()
         });
         ArchiveMetrics {
             families,

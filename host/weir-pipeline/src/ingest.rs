@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use crate::export::Refusal;
 use crate::metrics::{ReceiverLabels, RefusedLabels, RefusedRequestLabels};
@@ -39,20 +42,55 @@ pub enum SubmitError {
 
 pub struct Ingest {
     receiver: String,
-    pipelines: [Vec<Arc<Pipeline>>; 3],
+    /// Replaced whole by a reload; a request keeps the set it started with.
+    pipelines: ArcSwap<BySignal>,
     metrics: Arc<Metrics>,
     closed: AtomicBool,
 }
 
+/// The pipelines of one receiver, per signal.
+#[derive(Default)]
+pub struct BySignal([Vec<Arc<Pipeline>>; 3]);
+
+impl BySignal {
+    fn new(pipelines: Vec<Arc<Pipeline>>) -> Self {
+        let mut by_signal = BySignal::default();
+        for p in pipelines {
+            by_signal.0[p.signal.index()].push(p);
+        }
+        by_signal
+    }
+}
+
+/// The pipeline set a reload replaced, still held by the requests that
+/// started with it.
+pub struct Replaced(Arc<BySignal>);
+
+impl Replaced {
+    /// Whether a request is still being admitted with the old set.
+    pub fn in_use(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+
+    /// Waits until no request uses the old set, or until `deadline`; after
+    /// this nothing more is reserved in, or enqueued into, a stage that only
+    /// the old set reached. Returns whether it was released in time.
+    pub async fn released(&self, deadline: tokio::time::Instant) -> bool {
+        while self.in_use() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+}
+
 impl Ingest {
     pub fn new(receiver: impl Into<String>, pipelines: Vec<Arc<Pipeline>>, metrics: Arc<Metrics>) -> Self {
-        let mut by_signal: [Vec<Arc<Pipeline>>; 3] = Default::default();
-        for p in pipelines {
-            by_signal[p.signal.index()].push(p);
-        }
         Ingest {
             receiver: receiver.into(),
-            pipelines: by_signal,
+            pipelines: ArcSwap::from_pointee(BySignal::new(pipelines)),
             metrics,
             closed: AtomicBool::new(false),
         }
@@ -63,7 +101,18 @@ impl Ingest {
     }
 
     pub fn accepts(&self, signal: Signal) -> bool {
-        !self.pipelines[signal.index()].is_empty()
+        !self.pipelines.load().0[signal.index()].is_empty()
+    }
+
+    /// Installs a new set of pipelines (a reload); requests being admitted
+    /// finish with the set they started with, held by what this returns.
+    pub fn replace_pipelines(&self, pipelines: Vec<Arc<Pipeline>>) -> Replaced {
+        Replaced(self.pipelines.swap(Arc::new(BySignal::new(pipelines))))
+    }
+
+    /// The pipelines this receiver feeds now.
+    pub fn pipelines(&self) -> Vec<Arc<Pipeline>> {
+        self.pipelines.load().0.iter().flatten().cloned().collect()
     }
 
     /// Counts a request the receiver refused before submitting it (malformed,
@@ -142,7 +191,8 @@ impl Ingest {
         if self.closed.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
         }
-        let pipelines = &self.pipelines[batch.signal.index()];
+        let snapshot = self.pipelines.load_full();
+        let pipelines = &snapshot.0[batch.signal.index()];
         if pipelines.is_empty() {
             return Err(SubmitError::NoPipeline(batch.signal));
         }

@@ -19,7 +19,7 @@ pub mod signal;
 
 pub use batch::{Batch, RequestSplitter, SplitError};
 pub use export::{ExportError, ExportOutcome, ExportStage, Exporter, StageSettings};
-pub use ingest::{Ingest, SubmitError};
+pub use ingest::{Ingest, Replaced, SubmitError};
 pub use metrics::Metrics;
 pub use pipeline::{Delivery, Pipeline, PipelineReservation};
 pub use process::{BatchProcessor, Processed, Rejection};

@@ -78,7 +78,7 @@ pub struct SignalCounters {
     pub dropped: Family<DroppedLabels, Counter>,
 }
 
-type Refresher = Box<dyn Fn() + Send + Sync>;
+type Refresher = Box<dyn Fn() -> bool + Send + Sync>;
 
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -247,7 +247,9 @@ impl Metrics {
     }
 
     /// Adds a hook run before every scrape, for gauges read from live state.
-    pub fn on_scrape(&self, f: impl Fn() + Send + Sync + 'static) {
+    /// It returns `false` once that state is gone, and is then removed (so
+    /// parts a reload replaces leave nothing behind).
+    pub fn on_scrape(&self, f: impl Fn() -> bool + Send + Sync + 'static) {
         self.refreshers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -256,14 +258,10 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
-        for f in self
-            .refreshers
+        self.refreshers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            f();
-        }
+            .retain(|f| f());
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {

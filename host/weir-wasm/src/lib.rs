@@ -59,11 +59,20 @@ impl Failure {
 /// changes the plugin queued, or how it failed.
 pub trait Runner: Send + Sync {
     fn run(&self, tree: Tree) -> (Option<Tree>, Result<Changes, Failure>);
+
+    /// Instances alive now (idle and in use); native plugins have one.
+    fn instances(&self) -> usize {
+        1
+    }
 }
 
 impl<R: Runner + ?Sized> Runner for Box<R> {
     fn run(&self, tree: Tree) -> (Option<Tree>, Result<Changes, Failure>) {
         (**self).run(tree)
+    }
+
+    fn instances(&self) -> usize {
+        (**self).instances()
     }
 }
 
@@ -87,11 +96,54 @@ pub enum RuntimeError {
     Builtin(String),
 }
 
-/// Process-wide plugin machinery: one engine, one compile cache, one set of metrics.
+/// A plugin's `.wasm` file as read (and checked against its pin) at one moment.
+pub struct WasmSource {
+    pub sha256: String,
+    wasm: Vec<u8>,
+}
+
+impl WasmSource {
+    /// Reads the file of a path plugin (relative paths under `base_dir`) and
+    /// checks its sha256 pin; `None` for a builtin plugin.
+    pub fn read(config: &PluginConfig, base_dir: &Path) -> Result<Option<WasmSource>, RuntimeError> {
+        let PluginSource::Path { path, sha256 } = &config.source else {
+            return Ok(None);
+        };
+        let full = if path.is_absolute() {
+            path.clone()
+        } else {
+            base_dir.join(path)
+        };
+        let wasm = std::fs::read(&full).map_err(|e| RuntimeError::Read {
+            path: full.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let actual = sha256_hex(&wasm);
+        if let Some(expected) = sha256
+            && !actual.eq_ignore_ascii_case(expected)
+        {
+            return Err(RuntimeError::Checksum {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        Ok(Some(WasmSource { sha256: actual, wasm }))
+    }
+}
+
+/// Compiled components kept in memory by sha256, so a reload that brings
+/// back a recent version, or runs the same wasm under another name, does not
+/// compile again.
+const COMPILED_KEPT: usize = 8;
+
+/// Process-wide plugin machinery: one engine (and its epoch ticker), one
+/// compile cache, one set of metric families. Create it once per process:
+/// every reload loads through the same runtime.
 pub struct PluginRuntime {
     engine: wasmtime::Engine,
     cache_dir: Option<PathBuf>,
     metrics: PluginMetrics,
+    compiled: std::sync::Mutex<Vec<(String, wasmtime::component::Component)>>,
 }
 
 impl PluginRuntime {
@@ -100,6 +152,7 @@ impl PluginRuntime {
             engine: engine::new_engine()?,
             cache_dir,
             metrics: PluginMetrics::register(metrics),
+            compiled: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -111,40 +164,63 @@ impl PluginRuntime {
         config: &PluginConfig,
         base_dir: &Path,
     ) -> Result<Arc<dyn Runner>, RuntimeError> {
+        let source = WasmSource::read(config, base_dir)?;
+        self.load_source(name, config, source)
+    }
+
+    /// [`PluginRuntime::load`] with the file already read.
+    pub fn load_source(
+        &self,
+        name: &str,
+        config: &PluginConfig,
+        source: Option<WasmSource>,
+    ) -> Result<Arc<dyn Runner>, RuntimeError> {
         let config_json = serde_json::to_string(&config.config).unwrap_or_else(|_| "{}".into());
-        match &config.source {
-            PluginSource::Builtin(builtin) => Ok(Arc::from(native::builtin(builtin, config_json)?)),
-            PluginSource::Path { path, sha256 } => {
-                let full = if path.is_absolute() {
-                    path.clone()
-                } else {
-                    base_dir.join(path)
-                };
-                let wasm = std::fs::read(&full).map_err(|e| RuntimeError::Read {
-                    path: full.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                if let Some(expected) = sha256 {
-                    let actual = sha256_hex(&wasm);
-                    if !actual.eq_ignore_ascii_case(expected) {
-                        return Err(RuntimeError::Checksum {
-                            expected: expected.clone(),
-                            actual,
-                        });
-                    }
-                }
-                let component = engine::load_component(&self.engine, &wasm, self.cache_dir.as_deref())?;
-                let settings = WasmSettings {
-                    name: name.to_string(),
-                    config_json,
-                    memory_limit: config.memory_limit.as_usize().min(engine::MAX_PLUGIN_MEMORY),
-                    timeout: config.timeout.0.max(Duration::from_millis(1)),
-                    max_idle: config.instances.max(1),
-                    output_cap: 64 * 1024,
-                };
-                Ok(Arc::new(WasmRunner::new(&self.engine, &component, settings)?))
+        let (PluginSource::Path { .. }, Some(source)) = (&config.source, source) else {
+            return match &config.source {
+                PluginSource::Builtin(builtin) => Ok(Arc::from(native::builtin(builtin, config_json)?)),
+                PluginSource::Path { path, .. } => Err(RuntimeError::Read {
+                    path: path.display().to_string(),
+                    message: "the file was not read".into(),
+                }),
+            };
+        };
+        let component = self.component(&source)?;
+        let settings = WasmSettings {
+            name: name.to_string(),
+            config_json,
+            memory_limit: config.memory_limit.as_usize().min(engine::MAX_PLUGIN_MEMORY),
+            timeout: config.timeout.0.max(Duration::from_millis(1)),
+            max_idle: config.instances.max(1),
+            output_cap: 64 * 1024,
+        };
+        Ok(Arc::new(WasmRunner::new(&self.engine, &component, settings)?))
+    }
+
+    fn component(&self, source: &WasmSource) -> Result<wasmtime::component::Component, RuntimeError> {
+        let lock = || {
+            self.compiled
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        {
+            let mut kept = lock();
+            if let Some(at) = kept.iter().position(|(sha, _)| *sha == source.sha256) {
+                // Most recently used last.
+                let hit = kept.remove(at);
+                let component = hit.1.clone();
+                kept.push(hit);
+                return Ok(component);
             }
         }
+        // Compiling takes long: not under the lock.
+        let component = engine::load_component(&self.engine, &source.wasm, self.cache_dir.as_deref())?;
+        let mut kept = lock();
+        if kept.len() >= COMPILED_KEPT {
+            kept.remove(0);
+        }
+        kept.push((source.sha256.clone(), component.clone()));
+        Ok(component)
     }
 
     pub fn chain(&self, pipeline: &str, links: Vec<ChainLink>) -> PluginChain {

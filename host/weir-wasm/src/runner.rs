@@ -3,7 +3,8 @@
 //! memory cap; an instance that traps or times out is thrown away and a fresh
 //! one is instantiated from the `InstancePre` on the next call.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
@@ -60,6 +61,14 @@ struct Instance {
     store: Store<State>,
     plugin: Plugin,
     seq: u64,
+    /// The runner's count of live instances, given back on drop.
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 pub struct WasmRunner {
@@ -67,6 +76,7 @@ pub struct WasmRunner {
     pre: PluginPre<State>,
     settings: WasmSettings,
     idle: Mutex<Vec<Instance>>,
+    live: Arc<AtomicUsize>,
 }
 
 fn ticks(d: Duration) -> u64 {
@@ -92,6 +102,7 @@ impl WasmRunner {
             pre,
             settings,
             idle: Mutex::new(Vec::new()),
+            live: Arc::new(AtomicUsize::new(0)),
         };
         let first = runner.instantiate()?;
         runner
@@ -125,11 +136,15 @@ impl WasmRunner {
             .instantiate(&mut store)
             .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
         match plugin.call_init(&mut store, &s.config_json) {
-            Ok(Ok(())) => Ok(Instance {
-                store,
-                plugin,
-                seq: 0,
-            }),
+            Ok(Ok(())) => {
+                self.live.fetch_add(1, Ordering::Relaxed);
+                Ok(Instance {
+                    store,
+                    plugin,
+                    seq: 0,
+                    live: self.live.clone(),
+                })
+            }
             Ok(Err(message)) => Err(RuntimeError::ConfigRejected(message)),
             Err(e) => Err(RuntimeError::Instantiate(format!("init trapped: {e:#}"))),
         }
@@ -137,6 +152,10 @@ impl WasmRunner {
 }
 
 impl Runner for WasmRunner {
+    fn instances(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
     fn run(&self, tree: Tree) -> (Option<Tree>, Result<Changes, Failure>) {
         let popped = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut inst = match popped {

@@ -3,10 +3,9 @@
 mod demo;
 mod plugin_test;
 mod plugins;
-#[allow(dead_code, unused_imports)] // until `weir run` wires it in
 mod reload;
 mod run;
-mod wiring;
+mod topology;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,7 +67,7 @@ enum Command {
 /// their own config), without opening any port.
 fn validate(path: &std::path::Path) -> ExitCode {
     let errors = match config::load_file(path) {
-        Ok(config) => match plugins::load(&config, &weir_pipeline::Metrics::new()) {
+        Ok(config) => match plugins::check(&config, &weir_pipeline::Metrics::new()) {
             Ok(_) => {
                 println!("{}: configuration OK", path.display());
                 return ExitCode::SUCCESS;
@@ -151,6 +150,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config, demo } => {
+            // Hashed before it is read, so a change racing start-up still reloads.
+            let source = run::Source {
+                hash: config.as_deref().map(reload::watch::content_hash),
+                path: config.clone(),
+            };
             let loaded = match &config {
                 Some(path) => config::load_file(path),
                 None => config::parse_str("embedded quickstart config", QUICKSTART),
@@ -162,7 +166,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match run::run(config, demo) {
+            match run::run(config, source, demo) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

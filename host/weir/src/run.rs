@@ -1,28 +1,34 @@
 //! `weir run`: start listeners and pipelines, serve, and shut down gracefully
 //! within one grace period.
 //!
+//! The running parts live in a [`Topology`] that reloads change in place
+//! (see `reload`).
+//!
 //! Shutdown: not ready, Ingests closed, listeners stop accepting; one deadline
 //! (now + `service.shutdown_grace`) bounds both the in-flight requests (idle
 //! connections close at once) and the queue draining; the admin server, on its
 //! own thread, stays up until the queues are drained (a moment longer when that
 //! took until the deadline), so the final metrics can be scraped.
 
-use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use weir_otlp::receiver::listen::{self, AtFdLimit, ListenerSpec};
+use weir_otlp::receiver::listen::{AtFdLimit, ListenerSpec};
 use weir_otlp::receiver::threaded::ThreadedServer;
-use weir_otlp::receiver::{self, ConnectionMetrics, DecodePool, Protocol, Receiver, Shutdown};
+use weir_otlp::receiver::{self, ConnectionMetrics, Protocol};
+use weir_pipeline::Metrics;
 use weir_pipeline::admin::{self, Readiness};
-use weir_pipeline::config::{Config, ConnectionLimits, ReceiverConfig};
-use weir_pipeline::{Ingest, Metrics};
+use weir_pipeline::config::{Config, ConfigErrors, ConnectionLimits};
 
-use crate::{demo, plugins, wiring};
+use crate::demo;
+use crate::reload::control::{Controller, Reloads, Shared};
+use crate::reload::watch::{self, ConfigWatcher, ContentHash, WatchOptions};
+use crate::topology::Topology;
 
 /// Descriptors the admin server keeps in reserve to answer /health at the
 /// open-file limit.
@@ -36,17 +42,24 @@ const ADMIN_STOP_GRACE: Duration = Duration::from_millis(300);
 /// plugins), for the start-up check against the open-file limit.
 const FD_HEADROOM: u64 = 256;
 
-pub fn run(config: Config, demo: bool) -> anyhow::Result<()> {
+/// Where the running config came from: a file (watched for changes, with the
+/// content hash taken before it was read) or the embedded quickstart.
+pub struct Source {
+    pub path: Option<PathBuf>,
+    pub hash: Option<ContentHash>,
+}
+
+pub fn run(config: Config, source: Source, demo: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("weir")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config, demo))
+    runtime.block_on(serve(config, source, demo))
 }
 
 async fn bind(address: &str, what: &str) -> anyhow::Result<TcpListener> {
-    let addr: SocketAddr = address
+    let addr: std::net::SocketAddr = address
         .parse()
         .with_context(|| format!("{what}: invalid address {address:?}"))?;
     TcpListener::bind(addr)
@@ -54,91 +67,54 @@ async fn bind(address: &str, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("{what}: cannot listen on {addr}"))
 }
 
-struct DataListener {
-    listener: TcpListener,
-    receiver: Receiver,
-    spec: ListenerSpec,
-}
-
-async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+async fn serve(config: Config, source: Source, demo: bool) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let connection_metrics = ConnectionMetrics::register(&metrics);
     let ready = Readiness::default();
-    let loaded = plugins::load(&config, &metrics).map_err(|errors| {
+    let admin_config = config.admin.clone();
+    let reload_config = config.service.reload.clone();
+    // Bind the admin port before anything else, so a port clash fails start-up cleanly.
+    let admin_listener = bind(&admin_config.address, "admin.address")
+        .await?
+        .into_std()
+        .context("admin.address: preparing the listener")?;
+    let (topology, mut failures) = Topology::start(
+        config,
+        metrics.clone(),
+        connection_metrics.clone(),
+        watch::plugin_base_dir(),
+    )
+    .map_err(|errors| {
         anyhow::anyhow!(
             "{}",
-            weir_pipeline::config::ConfigErrors {
-                source_name: "plugins".into(),
+            ConfigErrors {
+                source_name: source
+                    .path
+                    .as_ref()
+                    .map_or("config".into(), |p| p.display().to_string()),
                 errors
             }
         )
     })?;
-    let wired = wiring::wire(&config, &metrics, loaded.as_ref())?;
-
-    // Bind everything before serving anything, so a port clash fails start-up cleanly.
-    let admin_listener = bind(&config.admin.address, "admin.address")
-        .await?
-        .into_std()
-        .context("admin.address: preparing the listener")?;
-    let decode = DecodePool::default();
-    let mut listeners = Vec::new();
-    for (name, rc) in &config.receivers {
-        let ReceiverConfig::Otlp(otlp) = rc;
-        let ingest = wired
-            .ingests
-            .get(name)
-            .context("receiver without ingest")?
-            .clone();
-        let receiver = Receiver {
-            ingest,
-            max_request_size: otlp.max_request_size.as_usize(),
-            decode: decode.clone(),
-        };
-        let (grpc, http) = otlp.listeners();
-        let (grpc_limits, http_limits) = otlp.limits();
-        let spec = |transport: &'static str, limits: ConnectionLimits, protocol| ListenerSpec {
-            receiver: name.clone(),
-            transport,
-            config_key: format!("receivers.{name}.{transport}"),
-            limits,
-            protocol,
-            at_fd_limit: AtFdLimit::Shed,
-        };
-        if let Some(a) = grpc {
-            let listener = bind(a, &format!("receivers.{name}.grpc.address")).await?;
-            tracing::info!(receiver = %name, address = %a, "OTLP/gRPC receiver listening");
-            listeners.push(DataListener {
-                listener,
-                receiver: receiver.clone(),
-                spec: spec("grpc", grpc_limits, Protocol::Http2Only),
-            });
-        }
-        if let Some(a) = http {
-            let listener = bind(a, &format!("receivers.{name}.http.address")).await?;
-            tracing::info!(receiver = %name, address = %a, "OTLP/HTTP receiver listening");
-            listeners.push(DataListener {
-                listener,
-                receiver: receiver.clone(),
-                spec: spec("http", http_limits, Protocol::Auto),
-            });
-        }
-    }
-    warn_if_fd_limit_is_low(&config, &listeners);
-    let demo_target = listeners
-        .iter()
-        .find(|l| l.spec.transport == "grpc")
-        .and_then(|l| l.listener.local_addr().ok());
+    warn_if_fd_limit_is_low(&topology, admin_config.max_connections);
+    let demo_target = topology
+        .listener_addrs()
+        .into_iter()
+        .find(|(_, t, _)| *t == "grpc")
+        .map(|(_, _, a)| a);
+    let shared: Shared = Arc::new(tokio::sync::Mutex::new(Some(topology)));
+    let reloads = Controller::start(shared.clone(), source.path.clone(), source.hash.clone(), &metrics).await;
 
     let admin = ThreadedServer::start(
         "weir-admin",
         admin_listener,
-        admin::router(metrics.clone(), ready.clone()),
+        admin::router(metrics.clone(), ready.clone(), Some(Arc::new(reloads.clone()))),
         ListenerSpec {
             receiver: "admin".into(),
             transport: "admin",
             config_key: "admin".into(),
             limits: ConnectionLimits {
-                max_connections: config.admin.max_connections,
+                max_connections: admin_config.max_connections,
                 ..ConnectionLimits::default()
             },
             protocol: Protocol::Auto,
@@ -149,18 +125,16 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         connection_metrics.clone(),
     )
     .context("admin: starting the admin server thread")?;
-    tracing::info!(address = %config.admin.address, "admin endpoints /health /ready /metrics");
+    tracing::info!(address = %admin_config.address, "admin endpoints /health /ready /metrics /status, POST /reload");
 
-    let shutdown = Shutdown::new();
-    let mut servers = JoinSet::new();
-    for l in listeners {
-        let router = match l.spec.protocol {
-            Protocol::Http2Only => receiver::grpc::router(l.receiver),
-            Protocol::Auto => receiver::http::router(l.receiver),
-        };
-        let (shutdown, metrics) = (shutdown.clone(), connection_metrics.clone());
-        servers.spawn(async move { listen::serve(l.listener, router, l.spec, &metrics, shutdown).await });
-    }
+    let watcher = match (&source.path, &source.hash) {
+        (Some(path), Some(hash)) if reload_config.watch => {
+            start_watcher(path, hash, &reload_config, &reloads)
+        }
+        _ => None,
+    };
+    let stop_hup = CancellationToken::new();
+    tokio::spawn(reload_on_sighup(reloads.clone(), stop_hup.clone()));
 
     let demo_stop = CancellationToken::new();
     if demo {
@@ -176,31 +150,29 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     tracing::info!("weir is ready");
     let failure = tokio::select! {
         _ = shutdown_signal() => None,
-        Some(res) = servers.join_next() => Some(res),
+        Some(listener) = failures.recv() => Some(listener),
     };
 
     // Shutdown: one deadline for in-flight requests and for draining.
     ready.set(false);
-    let grace = config.service.shutdown_grace.0;
+    stop_hup.cancel();
+    if let Some(w) = watcher {
+        w.stop();
+    }
+    // Taking the topology waits for a reload under way to finish.
+    let topology = shared.lock().await.take();
+    let grace = topology
+        .as_ref()
+        .map_or(Duration::from_secs(10), |t| t.config().service.shutdown_grace.0);
     let deadline = Instant::now() + grace;
     tracing::info!(
         ?grace,
         "shutting down: finishing in-flight requests and draining queues"
     );
-    for ingest in wired.ingests.values() {
-        Ingest::close(ingest);
-    }
     demo_stop.cancel();
-    shutdown.begin(deadline);
-    let servers_done = async { while servers.join_next().await.is_some() {} };
-    // Each listener returns by the deadline; the margin is for the last drops.
-    if tokio::time::timeout_at(deadline + Duration::from_millis(200), servers_done)
-        .await
-        .is_err()
-    {
-        tracing::warn!("receivers did not close their connections by the shutdown deadline");
+    if let Some(t) = topology {
+        t.shutdown(deadline).await;
     }
-    wired.stages.drain(deadline).await;
     if Instant::now() >= deadline {
         tracing::info!(window = ?FINAL_SCRAPE_WINDOW, "queues drained at the deadline; admin endpoints stay up for a final scrape");
         tokio::time::sleep(FINAL_SCRAPE_WINDOW).await;
@@ -208,24 +180,78 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     admin.stop(Instant::now() + ADMIN_STOP_GRACE).await;
     tracing::info!("weir stopped");
     match failure {
-        Some(Err(join)) => Err(anyhow::anyhow!("a receiver task panicked: {join}")),
-        Some(Ok(())) => Err(anyhow::anyhow!("a receiver stopped serving unexpectedly")),
+        Some(listener) => Err(anyhow::anyhow!("{listener} stopped serving unexpectedly")),
         None => Ok(()),
+    }
+}
+
+/// Watches the config file; a failure to watch is logged, and SIGHUP and
+/// `POST /reload` still work.
+fn start_watcher(
+    path: &std::path::Path,
+    hash: &ContentHash,
+    config: &weir_pipeline::config::ReloadConfig,
+    reloads: &Reloads,
+) -> Option<ConfigWatcher> {
+    let (triggers, mut rx) = tokio::sync::mpsc::channel(4);
+    let options = WatchOptions {
+        debounce: config.debounce.0,
+        poll_interval: config.poll_interval.0,
+        ..WatchOptions::default()
+    };
+    match ConfigWatcher::start(path, hash.clone(), options, triggers) {
+        Ok(w) => {
+            let reloads = reloads.clone();
+            tokio::spawn(async move {
+                while let Some(t) = rx.recv().await {
+                    reloads.request(t.reason);
+                }
+            });
+            tracing::info!(config = %path.display(), "watching the config for changes");
+            Some(w)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or POST /reload");
+            None
+        }
+    }
+}
+
+async fn reload_on_sighup(reloads: Reloads, stop: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /reload");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                got = hup.recv() => {
+                    if got.is_none() { return; }
+                    tracing::info!("SIGHUP received: reloading the config");
+                    reloads.request("sighup");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (reloads, stop);
     }
 }
 
 /// Warns at start-up when the listeners may hold more connections than the
 /// open-file limit allows (weir then sheds new connections at the limit).
-fn warn_if_fd_limit_is_low(config: &Config, listeners: &[DataListener]) {
+fn warn_if_fd_limit_is_low(topology: &Topology, admin_connections: usize) {
     let Some(limit) = receiver::open_file_limit() else {
         return;
     };
-    let wanted: u64 = listeners
-        .iter()
-        .map(|l| l.spec.limits.max_connections as u64)
-        .sum::<u64>()
-        + config.admin.max_connections as u64
-        + FD_HEADROOM;
+    let wanted: u64 = topology.connection_budget() + admin_connections as u64 + FD_HEADROOM;
     if wanted > limit {
         tracing::warn!(
             open_file_limit = limit,

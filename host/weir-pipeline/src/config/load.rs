@@ -71,6 +71,12 @@ pub fn parse_str(source_name: &str, text: &str) -> Result<Config, ConfigErrors> 
         pipelines,
     };
     validate(&config, &table, &mut errors);
+    if config.service.reload.poll_interval.0 < std::time::Duration::from_millis(100) {
+        errors.push(ConfigError::new(
+            "service.reload.poll_interval",
+            "must be at least 100ms (comparing the content hashes the config and every plugin file)",
+        ));
+    }
     if errors.is_empty() {
         Ok(config)
     } else {

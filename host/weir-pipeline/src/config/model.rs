@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{ByteSize, HumanDuration};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub service: ServiceConfig,
     pub admin: AdminConfig,
@@ -18,7 +18,7 @@ pub struct Config {
     pub pipelines: BTreeMap<String, PipelineConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
     /// How long a SIGTERM/Ctrl-C waits for queues to drain before giving up.
@@ -33,6 +33,8 @@ pub struct ServiceConfig {
     /// `queue/`). Unset: exporters with `queue.type = "disk"` must give
     /// `queue.directory`.
     pub data_dir: Option<PathBuf>,
+    /// Hot reload of the config file.
+    pub reload: ReloadConfig,
 }
 
 impl Default for ServiceConfig {
@@ -42,11 +44,36 @@ impl Default for ServiceConfig {
             plugin_cache_dir: None,
             processing_threads: None,
             data_dir: None,
+            reload: ReloadConfig::default(),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[service.reload]`: when weir rereads its config file by itself (SIGHUP
+/// and `POST /reload` on the admin server always work).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Watch the config file's directory (and those of plugin files) for changes.
+    pub watch: bool,
+    /// Quiet time after the last file event before the content is compared.
+    pub debounce: HumanDuration,
+    /// Compare the content this often even without file events (inotify
+    /// misses events on some volume types).
+    pub poll_interval: HumanDuration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            watch: true,
+            debounce: HumanDuration::from_millis(200),
+            poll_interval: HumanDuration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Serves /health, /ready and /metrics.
@@ -64,13 +91,13 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 // Tagged by the `type` key; see `load::tagged`.
 pub enum ReceiverConfig {
     Otlp(OtlpReceiverConfig),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpReceiverConfig {
     /// gRPC listener; on by default at 0.0.0.0:4317 when neither protocol is given.
@@ -111,7 +138,7 @@ fn default_max_request_size() -> ByteSize {
     ByteSize::mib(16)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub address: String,
@@ -184,7 +211,7 @@ impl Default for ConnectionLimits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 // Tagged by the `type` key; see `load::tagged`.
 pub enum ExporterConfig {
     OtlpGrpc(OtlpExporterConfig),
@@ -214,7 +241,7 @@ impl ExporterConfig {
 }
 
 /// Queue, batch and retry settings shared by every exporter type.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StageConfig {
     pub queue: QueueConfig,
     pub batch: BatchConfig,
@@ -222,7 +249,7 @@ pub struct StageConfig {
     pub circuit_breaker: CircuitBreakerConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpExporterConfig {
     /// Base URL, e.g. `http://collector:4317` (gRPC) or `http://collector:4318` (HTTP;
@@ -248,7 +275,7 @@ fn default_export_timeout() -> HumanDuration {
     HumanDuration::from_secs(10)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleExporterConfig {
     #[serde(default)]
@@ -431,7 +458,7 @@ impl Default for RetryConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     pub receivers: Vec<String>,
@@ -468,7 +495,7 @@ pub enum PluginSource {
     Builtin(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PluginConfig {
     pub source: PluginSource,
     pub on_error: FailurePolicy,
@@ -483,7 +510,7 @@ pub struct PluginConfig {
 }
 
 /// The TOML form of a plugin, before `path`/`builtin` become a [`PluginSource`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfigToml {
     pub path: Option<PathBuf>,

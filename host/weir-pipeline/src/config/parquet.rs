@@ -20,7 +20,7 @@ use super::{
 use serde::Deserialize;
 
 /// Where and how the archive writes. Exactly one of `path` and `url` is required.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetExporterConfig {
     /// A local directory (created if missing). Files appear under it as

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Debug)]
 pub struct Budget {
-    items: usize,
-    bytes: u64,
+    /// The capacity; changed only by a reload ([`Budget::resize`]).
+    capacity: Mutex<Used>,
     used: Mutex<Used>,
 }
 
@@ -43,17 +43,19 @@ pub struct Reservation {
 impl Budget {
     pub fn new(items: usize, bytes: u64) -> Arc<Budget> {
         Arc::new(Budget {
-            items,
-            bytes,
+            capacity: Mutex::new(Used { items, bytes }),
             used: Mutex::new(Used::default()),
         })
     }
 
     pub fn capacity(&self) -> Used {
-        Used {
-            items: self.items,
-            bytes: self.bytes,
-        }
+        *self.capacity.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets a new capacity. Room already held stays held: a smaller budget
+    /// refuses new data until enough of it is delivered.
+    pub fn resize(&self, items: usize, bytes: u64) {
+        *self.capacity.lock().unwrap_or_else(PoisonError::into_inner) = Used { items, bytes };
     }
 
     pub fn used(&self) -> Used {
@@ -62,14 +64,15 @@ impl Budget {
 
     /// Reserves `items` and `bytes`, or nothing.
     pub fn try_reserve(self: &Arc<Self>, items: usize, bytes: u64) -> Result<Reservation, Shortfall> {
-        if items > self.items || bytes > self.bytes {
+        let cap = self.capacity();
+        if items > cap.items || bytes > cap.bytes {
             return Err(Shortfall::TooLarge {
-                capacity_items: self.items,
-                capacity_bytes: self.bytes,
+                capacity_items: cap.items,
+                capacity_bytes: cap.bytes,
             });
         }
         let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-        if used.items + items > self.items || used.bytes + bytes > self.bytes {
+        if used.items + items > cap.items || used.bytes + bytes > cap.bytes {
             return Err(Shortfall::Full);
         }
         used.items += items;

@@ -101,11 +101,6 @@ pub fn open(
             "disk queue: recovered undelivered data from the previous run"
         );
     }
-    let weak = queue.clone();
-    let disk = metrics.queue_disk_bytes.get_or_create(labels).clone();
-    metrics.on_scrape(move || {
-        disk.set(i64::try_from(weak.stats().disk_bytes).unwrap_or(i64::MAX));
-    });
     Ok(Some((
         Durable {
             queue,
@@ -152,6 +147,11 @@ impl Durable {
                 .map(|i| (i, Err(format!("reading the disk queue failed: {e}"))))
                 .collect()
         })
+    }
+
+    /// Bytes the queue's segments take on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.queue.stats().disk_bytes
     }
 
     pub fn ack(&self, ids: &[RecordId]) {

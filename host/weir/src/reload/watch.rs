@@ -34,13 +34,18 @@ pub const REASON_WATCH: &str = "watch";
 /// [`Trigger::reason`] when the periodic poll found the change.
 pub const REASON_POLL: &str = "poll";
 
-/// The content on disk differs from the content last reported.
+/// The content on disk differs from the content last reported, or (with
+/// `changed: false`) files were rewritten with the same content, so that the
+/// caller can count it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trigger {
     /// The hash of the content now on disk.
     pub hash: ContentHash,
     /// [`REASON_WATCH`] or [`REASON_POLL`].
     pub reason: &'static str,
+    /// False when file events led to content identical to the last reported
+    /// (never from the poll, which would say so every interval).
+    pub changed: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -23,6 +23,9 @@ enum Mode {
     Garbage,
     /// Prints a lot to stdout and stderr.
     Chatty,
+    /// Keeps state: tags every item with misbehave.seen = the batches this
+    /// instance has seen (a reload that keeps the instance keeps counting).
+    Count,
 }
 
 #[derive(Deserialize)]
@@ -54,7 +57,7 @@ impl Plugin for Misbehave {
 
     fn process(&mut self, batch: &Batch) -> Result<(), PluginError> {
         self.seen += 1;
-        let mode = if self.seen.is_multiple_of(self.config.every) {
+        let mode = if self.config.mode == Mode::Count || self.seen.is_multiple_of(self.config.every) {
             self.config.mode
         } else {
             Mode::Ok
@@ -85,6 +88,13 @@ impl Plugin for Misbehave {
             Mode::Garbage => {
                 batch.set_attribute(Level::Item, 1 << 30, "k", "v");
                 batch.drop_item(1 << 30);
+                Ok(())
+            }
+            Mode::Count => {
+                let seen = self.seen.to_string();
+                for i in 0..batch.len() {
+                    batch.set_attribute(Level::Item, i, "misbehave.seen", seen.as_str());
+                }
                 Ok(())
             }
             Mode::Chatty => {

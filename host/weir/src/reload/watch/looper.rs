@@ -127,14 +127,17 @@ impl Looper {
         }
         let snapshot = hash::snapshot(&self.config_path, &self.options.plugin_base_dir);
         self.update_watches(&snapshot.plugin_files);
-        if snapshot.hash == self.reported {
+        let changed = snapshot.hash != self.reported;
+        if !changed && reason != REASON_WATCH {
             return Checked::Done;
         }
         let trigger = Trigger {
             hash: snapshot.hash.clone(),
             reason,
+            changed,
         };
         match self.triggers.try_send(trigger) {
+            Ok(()) if !changed => Checked::Done,
             Ok(()) => {
                 tracing::debug!(
                     "config reload: {} changed ({reason}), content {} -> {}",

@@ -119,14 +119,19 @@ async fn configmap_change_triggers_once() {
 }
 
 #[tokio::test]
-async fn identical_rewrite_triggers_nothing() {
+async fn identical_rewrite_is_reported_as_unchanged_once() {
     let mut volume = ConfigMapVolume::create(&[("weir.toml", &config("redact.wasm", 1))]).unwrap();
+    let path = volume.file("weir.toml");
+    let running = content_hash_from(&path, volume.path());
     let (_watcher, mut rx) = start(&volume, options(volume.path()));
 
     volume
         .update(&[("weir.toml", &config("redact.wasm", 1))])
         .unwrap();
-    assert_eq!(next(&mut rx, QUIET).await, None);
+    let trigger = next(&mut rx, WITHIN).await.expect("the rewrite is reported");
+    assert!(!trigger.changed, "{trigger:?}");
+    assert_eq!(trigger.hash, running);
+    assert_eq!(next(&mut rx, QUIET).await, None, "and only once");
 }
 
 #[tokio::test]
@@ -270,6 +275,7 @@ async fn a_full_channel_delays_the_trigger_instead_of_losing_it() {
     let occupant = Trigger {
         hash: running.clone(),
         reason: REASON_POLL,
+        changed: true,
     };
     tx.try_send(occupant.clone()).unwrap();
     let _watcher = ConfigWatcher::start(path.clone(), running, options(volume.path()), tx).unwrap();

@@ -1,0 +1,188 @@
+//! The receivers' listeners: one per (receiver, transport), each with its own
+//! shutdown so a reload can stop one while the others serve.
+//!
+//! A listener whose address is unchanged keeps its socket. When only its
+//! limits (or the receiver's `max_request_size`) change, a new accept loop
+//! starts on a duplicate of the same socket before the old loop stops, so no
+//! connection attempt is refused; a moved listener is bound at its new address
+//! before the old one stops accepting. The old loop finishes its in-flight
+//! requests within `service.shutdown_grace`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use weir_otlp::receiver::listen::{self, AtFdLimit, ListenerSpec};
+use weir_otlp::receiver::{self, ConnectionMetrics, Protocol, Receiver, Shutdown};
+use weir_pipeline::config::{Config, ConfigError, ConnectionLimits, ReceiverConfig};
+
+/// (receiver name, "grpc" | "http").
+pub type ListenerKey = (String, &'static str);
+
+/// What the config asks of one listener.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Wanted {
+    pub address: String,
+    pub limits: ConnectionLimits,
+    pub max_request_size: usize,
+}
+
+/// The listeners `config` defines.
+pub fn wanted(config: &Config) -> BTreeMap<ListenerKey, Wanted> {
+    let mut out = BTreeMap::new();
+    for (name, rc) in &config.receivers {
+        let ReceiverConfig::Otlp(otlp) = rc;
+        let (grpc, http) = otlp.listeners();
+        let (grpc_limits, http_limits) = otlp.limits();
+        for (transport, address, limits) in [("grpc", grpc, grpc_limits), ("http", http, http_limits)] {
+            if let Some(address) = address {
+                out.insert(
+                    (name.clone(), transport),
+                    Wanted {
+                        address: address.to_string(),
+                        limits,
+                        max_request_size: otlp.max_request_size.as_usize(),
+                    },
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A socket ready to serve: freshly bound, or a duplicate of a running one.
+pub struct Bound {
+    socket: std::net::TcpListener,
+    pub local: SocketAddr,
+}
+
+/// Binds `wanted.address`; the error names the config key.
+pub fn bind(key: &ListenerKey, wanted: &Wanted) -> Result<Bound, ConfigError> {
+    let config_key = format!("receivers.{}.{}.address", key.0, key.1);
+    let addr: SocketAddr = wanted
+        .address
+        .parse()
+        .map_err(|_| ConfigError::new(&config_key, format!("invalid address {:?}", wanted.address)))?;
+    let socket = std::net::TcpListener::bind(addr)
+        .map_err(|e| ConfigError::new(&config_key, format!("cannot listen on {addr}: {e}")))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| ConfigError::new(&config_key, format!("cannot prepare the listener: {e}")))?;
+    let local = socket.local_addr().unwrap_or(addr);
+    Ok(Bound { socket, local })
+}
+
+pub struct Running {
+    pub wanted: Wanted,
+    pub local: SocketAddr,
+    /// A duplicate of the served socket, for a new accept loop on the same address.
+    socket: std::net::TcpListener,
+    shutdown: Shutdown,
+}
+
+impl Running {
+    /// A duplicate of this listener's socket.
+    pub fn duplicate(&self, key: &ListenerKey) -> Result<Bound, ConfigError> {
+        let socket = self.socket.try_clone().map_err(|e| {
+            ConfigError::new(
+                format!("receivers.{}.{}", key.0, key.1),
+                format!("cannot reuse the listening socket: {e}"),
+            )
+        })?;
+        Ok(Bound {
+            socket,
+            local: self.local,
+        })
+    }
+
+    /// Stops accepting; in-flight requests may finish until `deadline`.
+    pub fn stop(&self, deadline: Instant) {
+        self.shutdown.begin(deadline);
+    }
+}
+
+/// Every listener's accept loop, and the channel that reports one that ended
+/// without being asked to.
+pub struct Servers {
+    tasks: JoinSet<()>,
+    metrics: ConnectionMetrics,
+    failed: mpsc::UnboundedSender<String>,
+}
+
+impl Servers {
+    pub fn new(metrics: ConnectionMetrics) -> (Self, mpsc::UnboundedReceiver<String>) {
+        let (failed, failures) = mpsc::unbounded_channel();
+        (
+            Servers {
+                tasks: JoinSet::new(),
+                metrics,
+                failed,
+            },
+            failures,
+        )
+    }
+
+    /// Starts serving `bound` for `key`.
+    pub fn serve(
+        &mut self,
+        key: &ListenerKey,
+        wanted: Wanted,
+        bound: Bound,
+        receiver: Receiver,
+    ) -> std::io::Result<Running> {
+        let keep = bound.socket.try_clone()?;
+        let listener = tokio::net::TcpListener::from_std(bound.socket)?;
+        let protocol = match key.1 {
+            "grpc" => Protocol::Http2Only,
+            _ => Protocol::Auto,
+        };
+        let spec = ListenerSpec {
+            receiver: key.0.clone(),
+            transport: key.1,
+            config_key: format!("receivers.{}.{}", key.0, key.1),
+            limits: wanted.limits.clone(),
+            protocol,
+            at_fd_limit: AtFdLimit::Shed,
+        };
+        let router = match protocol {
+            Protocol::Http2Only => receiver::grpc::router(receiver),
+            Protocol::Auto => receiver::http::router(receiver),
+        };
+        let shutdown = Shutdown::new();
+        let (stop, metrics, failed) = (shutdown.clone(), self.metrics.clone(), self.failed.clone());
+        let what = spec.config_key.clone();
+        tracing::info!(listener = %what, address = %bound.local, "OTLP receiver listening");
+        self.tasks.spawn(async move {
+            listen::serve(listener, router, spec, &metrics, stop.clone()).await;
+            if stop.deadline().is_none() {
+                // The receiver may be gone already; nothing else to tell.
+                let _ = failed.send(what);
+            }
+        });
+        Ok(Running {
+            wanted,
+            local: bound.local,
+            socket: keep,
+            shutdown,
+        })
+    }
+
+    /// Waits for every accept loop to finish (each returns by its deadline).
+    pub async fn finish(&mut self, deadline: Instant) {
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        // The margin is for the last connection drops after the deadline.
+        if tokio::time::timeout_at(deadline + std::time::Duration::from_millis(200), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("receivers did not close their connections by the shutdown deadline");
+        }
+    }
+
+    /// Forgets accept loops that have ended (listeners a reload stopped).
+    pub fn reap(&mut self) {
+        while self.tasks.try_join_next().is_some() {}
+    }
+}
