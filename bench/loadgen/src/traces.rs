@@ -68,6 +68,10 @@ pub struct TracesArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Write every acknowledged request as a CSV line "sent_at_secs,latency_us"
+    /// (seconds since the start of sending) to this file, for latency over time.
+    #[arg(long)]
+    latency_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -146,9 +150,28 @@ pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
         };
         workers.push(tokio::spawn(worker.run()));
     }
+    let mut latencies: Vec<(f64, u32)> = Vec::new();
     for worker in workers {
-        worker.await.context("sender task panicked")?;
+        latencies.extend(worker.await.context("sender task panicked")?);
     }
+    latencies.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some(path) = &args.latency_log {
+        let mut csv = String::with_capacity(latencies.len() * 16);
+        for (at, us) in &latencies {
+            csv.push_str(&format!("{at:.6},{us}\n"));
+        }
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut sorted: Vec<u32> = latencies.iter().map(|l| l.1).collect();
+    sorted.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+        f64::from(sorted[i.min(sorted.len() - 1)]) / 1e3
+    };
+    let (p50, p99, max) = (pct(0.50), pct(0.99), pct(1.0));
     // Paced runs finish just before `end`; unpaced ones drain in-flight
     // requests after it. Either way, rate over at least the nominal duration.
     let elapsed = start.elapsed().as_secs_f64().max(args.duration);
@@ -160,7 +183,8 @@ pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
     let rate = ok_spans as f64 / elapsed;
     eprintln!(
         "weir-loadgen traces: sent {ok_spans} spans ok ({rate:.0} spans/s) in {elapsed:.2}s; \
-         requests ok={ok_requests} failed={failed_requests} (failed spans {failed_spans})"
+         requests ok={ok_requests} failed={failed_requests} (failed spans {failed_spans}); \
+         latency ms p50={p50:.2} p99={p99:.2} max={max:.2}"
     );
     let mut errors: Vec<(String, u64)> = stats
         .errors
@@ -180,6 +204,7 @@ pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
         println!(
             "{{\"ok_spans\":{ok_spans},\"failed_spans\":{failed_spans},\"ok_requests\":{ok_requests},\
              \"failed_requests\":{failed_requests},\"elapsed_secs\":{elapsed:.6},\"bytes_per_span\":{bytes_per_span:.1},\
+             \"latency_ms\":{{\"p50\":{p50:.3},\"p99\":{p99:.3},\"max\":{max:.3}}},\
              \"errors\":[{}]}}",
             errors_json.join(",")
         );
@@ -200,7 +225,9 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self) {
+    /// Sends until the end; returns (sent at, latency) of every acknowledged request.
+    async fn run(mut self) -> Vec<(f64, u32)> {
+        let mut latencies = Vec::new();
         loop {
             // A shared sequence number paces all workers against one global
             // schedule: request k is due at start + k * period.
@@ -217,8 +244,11 @@ impl Worker {
                 None => {}
             }
             let body = self.pool[(k % self.pool.len() as u64) as usize].clone();
+            let sent = Instant::now();
             match self.send(body).await {
                 Ok(()) => {
+                    let us = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
+                    latencies.push(((sent - self.start).as_secs_f64(), us));
                     self.stats.ok_requests.fetch_add(1, Ordering::Relaxed);
                     self.stats
                         .ok_spans
@@ -233,6 +263,7 @@ impl Worker {
                 }
             }
         }
+        latencies
     }
 
     async fn send(&mut self, body: Bytes) -> Result<(), tonic::Status> {

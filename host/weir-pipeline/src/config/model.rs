@@ -67,7 +67,7 @@ impl Default for ReloadConfig {
     fn default() -> Self {
         ReloadConfig {
             watch: true,
-            debounce: HumanDuration::from_millis(200),
+            debounce: HumanDuration::from_millis(50),
             poll_interval: HumanDuration::from_secs(10),
         }
     }

@@ -63,7 +63,7 @@ pub struct WatchOptions {
 impl Default for WatchOptions {
     fn default() -> Self {
         Self {
-            debounce: Duration::from_millis(200),
+            debounce: Duration::from_millis(50),
             poll_interval: Duration::from_secs(10),
             filesystem_events: true,
             plugin_base_dir: plugin_base_dir(),
