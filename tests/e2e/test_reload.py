@@ -509,25 +509,39 @@ def test_a_stateful_plugin_keeps_its_state_across_a_reload_of_another_plugin(tmp
 def test_sighup_and_post_reload_each_reload_and_concurrent_requests_coalesce(tmp_path):
     admin, grpc_port = free_port(), free_port()
     path = tmp_path / "weir.toml"
+    # Five plugins without a plugin_cache_dir: new versions of all of them
+    # compile for a while, long enough for the requests below to queue up.
+    names = ["misbehave", "redact", "sample", "enrich", "route"]
+    wasm = {n: plugin_wasm(n).read_bytes() for n in names}
+    for n in names:
+        (tmp_path / f"{n}.wasm").write_bytes(wasm[n])
+    plugin_tables = "".join(
+        f"\n[plugins.{n}]\npath = {toml_value(str(tmp_path / f'{n}.wasm'))}\n"
+        + ('config = { mode = "count" }\n' if n == "misbehave" else "")
+        for n in names)
 
-    def config(verbosity: str) -> str:
+    def config(verbosity: str, admin_connections: int = 64) -> str:
+        # No plugin_cache_dir: a new plugin version compiles (a slow reload).
         return f"""
 [service.reload]
 watch = false
 
 [admin]
 address = "{LOOPBACK}:{admin}"
+max_connections = {admin_connections}
 
 [receivers.otlp]
 type = "otlp"
 grpc = {{ address = "{LOOPBACK}:{grpc_port}" }}
 
+{plugin_tables}
 [exporters.out]
 type = "console"
 verbosity = "{verbosity}"
 
 [pipelines.traces]
 receivers = ["otlp"]
+plugins = {toml_value(names)}
 exporters = ["out"]
 """
 
@@ -558,29 +572,42 @@ exporters = ["out"]
         assert r.status_code == 422, r.text
         assert r.json()["error"]["key"] == "exporters.out.verbosity", r.text
 
-        # Many requests at once: never two reloads at a time, each answered.
-        path.write_text(config("detailed"))
+        # Settings that need a restart are applied no further, and said so.
+        path.write_text(config("basic", admin_connections=32))
+        r = requests.post(weir.admin_url("/reload"), timeout=30)
+        assert r.status_code == 200 and r.json()["restart_required"] == ["admin"], r.text
+        assert status(weir)["restart_required"] == ["admin"]
+        assert "apply only after a restart: admin" in weir.stderr()
+
+        # A slow reload (new versions of five plugins compile) while requests keep
+        # coming: they wait for the next run, which serves them all at once.
+        for n in names:
+            (tmp_path / f"{n}.wasm").write_bytes(with_custom_section(wasm[n], "v2"))
         before = status(weir)
         answers: list[dict] = []
-
-        def post():
-            answers.append(requests.post(weir.admin_url("/reload"), timeout=60).json())
-
-        threads = [threading.Thread(target=post) for _ in range(8)]
+        first = threading.Thread(target=lambda: answers.append(
+            requests.post(weir.admin_url("/reload"), timeout=60).json()))
+        first.start()
+        time.sleep(0.05)
+        threads = [threading.Thread(target=lambda: answers.append(
+            requests.post(weir.admin_url("/reload"), timeout=60).json())) for _ in range(7)]
         for t in threads:
             t.start()
         for _ in range(4):
             weir.signal(signal.SIGHUP)
+        first.join(60)
         for t in threads:
             t.join(60)
-        assert len(answers) == 8
-        assert [a["result"] for a in answers].count("success") >= 1, answers
-        assert all(a["result"] in ("success", "unchanged") for a in answers), answers
-        after = wait_until(lambda: status(weir) if status(weir)["reloads"]["success"] == before["reloads"]["success"] + 1 else None,
-                           10, lambda: f"exactly one more successful reload: {status(weir)}")
-        done = after["reloads"]["success"] + after["reloads"]["unchanged"] - before["reloads"]["success"] - before["reloads"]["unchanged"]
-        assert done <= 12, f"coalesced: {done} reload runs for 12 requests"
-        print(f"12 concurrent requests -> {done} reload runs")
+        assert len(answers) == 8, answers
+        results = sorted(a["result"] for a in answers)
+        assert results.count("success") == 1 and results.count("unchanged") == 7, results
+        time.sleep(0.5)
+        after = status(weir)
+        runs = sum(after["reloads"].values()) - sum(before["reloads"].values())
+        slow = [a["duration_ms"] for a in answers if a["result"] == "success"][0]
+        print(f"12 reload requests (8 POST, 4 SIGHUP) during a {slow:.0f} ms reload -> {runs} reload runs")
+        assert runs <= 3, f"{runs} reload runs for 12 requests: not coalesced"
+        assert after["reloads"]["success"] == before["reloads"]["success"] + 1, after
     finally:
         assert weir.terminate() == 0
 
@@ -751,6 +778,61 @@ exporters = {json.dumps(exporters)}
         assert m.sum("weir_exporter_send_failed_spans_total") == 0
         wait_until(lambda: not weir.metrics().has("weir_exporter_queue_size", exporter="removed"), 5,
                    "the removed exporter's queue gauge gone")
+    finally:
+        assert weir.terminate() == 0
+        down.stop()
+
+
+def test_a_queue_that_changes_type_hands_its_data_to_the_new_exporter(tmp_path):
+    """memory -> disk queue: the new disk queue takes new data, and the old
+    memory queue sends what it held through the new exporter; nothing is lost."""
+    admin, grpc_port = free_port(), free_port()
+    down = OtlpSink()
+    path = tmp_path / "weir.toml"
+
+    def config(queue: str) -> str:
+        return f"""
+[service]
+data_dir = {toml_value(str(tmp_path / "data"))}
+[service.reload]
+watch = false
+[admin]
+address = "{LOOPBACK}:{admin}"
+[receivers.otlp]
+type = "otlp"
+grpc = {{ address = "{LOOPBACK}:{grpc_port}" }}
+[exporters.backend]
+type = "otlp_grpc"
+endpoint = "{down.endpoint}"
+queue = {{ type = "{queue}" }}
+batch = {{ timeout = "10ms" }}
+retry = {{ initial_interval = "50ms", max_interval = "200ms", max_elapsed = "60s" }}
+[pipelines.traces]
+receivers = ["otlp"]
+exporters = ["backend"]
+"""
+
+    path.write_text(config("memory"))
+    weir = Weir(tmp_path, "weir", None, admin, grpc_port, None, args=["run", "--config", str(path)])
+    weir.start()
+    try:
+        sender = LoadSender(f"{LOOPBACK}:{grpc_port}", spans=10)
+        for _ in range(3):
+            assert sender.send_one().status == "OK"
+        wait_until(lambda: weir.metrics().sum("weir_exporter_queue_size", exporter="backend") == 30, 5, "30 queued")
+        path.write_text(config("disk"))
+        r = requests.post(weir.admin_url("/reload"), timeout=30)
+        assert r.status_code == 200 and r.json()["changed"] == ["exporters.backend"], r.text
+        for _ in range(3):
+            assert sender.send_one().status == "OK"
+        assert list((tmp_path / "data" / "queue" / "backend" / "traces").iterdir()), "the new queue is on disk"
+        down.start()
+        acked = sender.acknowledged_ids()
+        wait_until(lambda: set(down.span_ids()) >= acked, 20,
+                   lambda: f"{len(acked - set(down.span_ids()))} of {len(acked)} acknowledged spans missing")
+        ids = down.span_ids()
+        assert len(ids) == len(set(ids)) == 60, f"{len(ids)} delivered, {len(set(ids))} distinct"
+        assert weir.metrics().sum("weir_exporter_send_failed_spans_total") == 0
     finally:
         assert weir.terminate() == 0
         down.stop()
