@@ -249,6 +249,10 @@ impl ExportStage {
     }
 }
 
+/// How long a replaced exporter may still be in use after the shutdown
+/// deadline before it is shut down regardless.
+const RETIRE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Every running stage: started at start-up or by a reload, updated or
 /// retired by a reload, drained at shutdown.
 #[derive(Default)]
@@ -399,9 +403,20 @@ impl Stages {
             return;
         };
         let exporter = self.exporters.swap_remove(at);
+        let abort = self.abort.clone();
         self.retiring.spawn(async move {
-            // Senders hold the exporter while they send; ours is the last reference then.
+            // Senders hold the exporter while they send; ours is the last
+            // reference then. After shutdown's deadline sends stop at once, so
+            // waiting is bounded there.
+            let mut patience = None;
             while Arc::strong_count(&exporter) > 1 {
+                if abort.is_cancelled() {
+                    let until = *patience.get_or_insert_with(|| Instant::now() + RETIRE_PATIENCE);
+                    if Instant::now() >= until {
+                        tracing::warn!("a replaced exporter is still in use after the shutdown deadline; shutting it down anyway");
+                        break;
+                    }
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             exporter.shutdown().await;

@@ -267,3 +267,100 @@ async fn circuit_opens_and_a_probe_closes_it() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_update_keeps_the_queue_and_sends_it_with_the_new_exporter_and_settings() {
+    let metrics = Metrics::new();
+    let old = Dest::new(|_, _| Err(ExportError::retryable("down")));
+    let new = Dest::new(|_, _| Ok(ExportOutcome::default()));
+    let mut s = settings(100, 1000);
+    s.retry.initial_interval = HumanDuration::from_millis(50);
+    let mut stages = Stages::default();
+    let stage = stages
+        .start(s.clone(), old.clone(), metrics.clone())
+        .expect("start");
+    put(&stage, batch(3, b"abc")).await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // The old exporter is failing a send of "abc" while the update lands.
+    let mut s2 = s.clone();
+    s2.queue.capacity = 7;
+    // One more sender slot: the first is busy retrying with the old exporter.
+    s2.queue.concurrency = 2;
+    s2.batch.timeout = HumanDuration::from_millis(5);
+    stages.update(&stage, s2.clone(), new.clone(), &metrics);
+    assert_eq!(*stage.settings(), s2);
+    put(&stage, batch(2, b"de")).await;
+    assert_eq!(
+        stage.try_reserve(3, 1).err(),
+        Some(Refusal::Full),
+        "the new capacity counts what is held"
+    );
+    // The send under way retries with the exporter it started with; new data
+    // goes out through the new one at once.
+    tokio::time::timeout(Duration::from_secs(2), async {
+        while new.bytes_received().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the new exporter sends");
+    assert_eq!(new.bytes_received(), b"de");
+    stages.retire_exporter(&(old.clone() as Arc<dyn Exporter>));
+    let mut drained = Stages::default();
+    std::mem::swap(&mut drained, &mut stages);
+    drained.drain(Instant::now() + Duration::from_millis(300)).await;
+    let text = metrics.encode();
+    assert!(
+        text.contains("weir_exporter_sent_spans_total{exporter=\"test\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weir_exporter_send_failed_spans_total{exporter=\"test\",reason=\"shutdown\"} 3"),
+        "the batch that stayed with the dead exporter is counted at the deadline: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_retired_stage_sends_what_it_holds_then_its_series_go() {
+    let metrics = Metrics::new();
+    let dest = Dest::new(|_, _| Ok(ExportOutcome::default()));
+    let mut stages = Stages::default();
+    let stage = stages
+        .start(settings(100, 1000), dest.clone(), metrics.clone())
+        .expect("start");
+    put(&stage, batch(2, b"xy")).await;
+    stages.retire(&stage, Some(soon()));
+    assert!(stage.is_closed());
+    assert_eq!(stage.try_reserve(1, 1).err(), Some(Refusal::Closed));
+    drop(stage);
+    stages.drain(soon()).await;
+    assert_eq!(dest.bytes_received(), b"xy");
+    let text = metrics.encode();
+    assert!(
+        text.contains("weir_exporter_sent_spans_total{exporter=\"test\"} 2"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("weir_exporter_queue_size{"),
+        "a gone stage leaves no gauge: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_retired_stage_past_its_deadline_gives_up_and_counts() {
+    let metrics = Metrics::new();
+    let dest = Dest::new(|_, _| Err(ExportError::retryable("down")));
+    let mut stages = Stages::default();
+    let stage = stages
+        .start(settings(100, 1000), dest.clone(), metrics.clone())
+        .expect("start");
+    put(&stage, batch(4, b"wxyz")).await;
+    stages.retire(&stage, Some(Instant::now() + Duration::from_millis(100)));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let text = metrics.encode();
+    assert!(
+        text.contains("weir_exporter_send_failed_spans_total{exporter=\"test\",reason=\"shutdown\"} 4"),
+        "{text}"
+    );
+    stages.drain(soon()).await;
+}
