@@ -42,6 +42,9 @@ BAD_MODES = {
     "trap": ("trap", {}, "trapped"),
     "error": ("error", {}, "returned an error: misbehave: deliberate error"),
     "garbage": ("invalid", {}, "returned invalid changes"),
+    # Four good edits, then a span name set to an int: the host refuses the
+    # list in `apply`, so none of the four is applied (checked under "pass").
+    "half-bad": ("invalid", {}, "returned invalid changes: edit 4: field edit of item 0 sets Name to int 5, but Name takes a str"),
 }
 
 

@@ -278,6 +278,15 @@ def test_thirty_reloads_from_a_configmap_under_load_lose_and_duplicate_nothing(t
                   redact_path=cm.path("redact.wasm"), exporters={"a": sink_a.endpoint})
     files = {"redact.wasm": redact}
     weir = start_weir(tmp_path, cm, state, files)
+    try:
+        reload_under_load(weir, cm, state, files, redact, sink_a, sink_b)
+    finally:
+        weir.terminate()
+        sink_a.stop()
+        sink_b.stop()
+
+
+def reload_under_load(weir, cm, state, files, redact, sink_a, sink_b):
     load = LoadSender(f"{LOOPBACK}:{state.grpc_port}").start()
     # (written at, observed done at, rule in force after) per write
     epochs: list[tuple[float, float, str]] = [(0.0, 0.0, "alpha")]
@@ -386,59 +395,55 @@ def test_thirty_reloads_from_a_configmap_under_load_lose_and_duplicate_nothing(t
     finally:
         load.stop()
 
-    try:
-        reloads = outcomes["success"] + outcomes["failure"] + outcomes["unchanged"]
-        assert reloads >= 30, outcomes
-        failed = [r for r in load.records if r.status != "OK"]
-        assert not failed, f"requests never acknowledged: {failed[:3]} (refusals {load.refusals})"
-        acked = load.acknowledged_ids()
+    reloads = outcomes["success"] + outcomes["failure"] + outcomes["unchanged"]
+    assert reloads >= 30, outcomes
+    failed = [r for r in load.records if r.status != "OK"]
+    assert not failed, f"requests never acknowledged: {failed[:3]} (refusals {load.refusals})"
+    acked = load.acknowledged_ids()
 
-        # Every acknowledged span reached a sink; no sink got one twice.
-        def delivered():
-            got = set(sink_a.span_ids()) | set(sink_b.span_ids())
-            return got if acked <= got else None
+    # Every acknowledged span reached a sink; no sink got one twice.
+    def delivered():
+        got = set(sink_a.span_ids()) | set(sink_b.span_ids())
+        return got if acked <= got else None
 
-        wait_until(delivered, 20, lambda: f"{len(acked - (set(sink_a.span_ids()) | set(sink_b.span_ids())))} acknowledged spans missing")
-        for sink in (sink_a, sink_b):
-            ids = sink.span_ids()
-            assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicate span ids"
-        assert (set(sink_a.span_ids()) | set(sink_b.span_ids())) == acked, "spans nobody sent"
+    wait_until(delivered, 20, lambda: f"{len(acked - (set(sink_a.span_ids()) | set(sink_b.span_ids())))} acknowledged spans missing")
+    for sink in (sink_a, sink_b):
+        ids = sink.span_ids()
+        assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicate span ids"
+    assert (set(sink_a.span_ids()) | set(sink_b.span_ids())) == acked, "spans nobody sent"
 
-        # Spans sent after a reload completed carry the new rule; acknowledged
-        # before the next write, they carry it as well.
-        by_id = {s.span.span_id: s for sink in (sink_a, sink_b) for s in sink.spans()}
-        checked = 0
-        for r in load.records:
-            inside = [e for i, e in enumerate(epochs)
-                      if r.sent_at >= e[1] and (i + 1 == len(epochs) or r.acked_at <= epochs[i + 1][0])]
-            if not inside:
-                continue
-            expected = inside[-1][2]
-            seen = {rule_seen(by_id[i]) for i in r.ids}
-            assert seen == {expected}, f"request sent at {r.sent_at:.3f} saw {seen}, expected {expected}; epochs {epochs}"
-            checked += 1
-        assert checked > len(load.records) / 2, f"only {checked} of {len(load.records)} requests fell inside one epoch"
+    # Spans sent after a reload completed carry the new rule; acknowledged
+    # before the next write, they carry it as well.
+    by_id = {s.span.span_id: s for sink in (sink_a, sink_b) for s in sink.spans()}
+    checked = 0
+    for r in load.records:
+        inside = [e for i, e in enumerate(epochs)
+                  if r.sent_at >= e[1] and (i + 1 == len(epochs) or r.acked_at <= epochs[i + 1][0])]
+        if not inside:
+            continue
+        expected = inside[-1][2]
+        seen = {rule_seen(by_id[i]) for i in r.ids}
+        assert seen == {expected}, f"request sent at {r.sent_at:.3f} saw {seen}, expected {expected}; epochs {epochs}"
+        checked += 1
+    assert checked > len(load.records) / 2, f"only {checked} of {len(load.records)} requests fell inside one epoch"
 
-        # /metrics reconciles: accepted = acknowledged; each exporter sent what its sink got.
-        m = weir.metrics()
-        assert m.sum("weir_receiver_accepted_spans_total") == len(acked)
-        assert m.sum("weir_exporter_sent_spans_total", exporter="a") == len(sink_a.span_ids())
-        assert m.sum("weir_exporter_sent_spans_total", exporter="b") == len(sink_b.span_ids())
-        assert m.sum("weir_exporter_send_failed_spans_total") == 0
-        assert m.sum("weir_reload_total", result="success") == outcomes["success"]
-        assert m.sum("weir_reload_total", result="failure") == outcomes["failure"]
-        assert m.sum("weir_reload_total", result="unchanged") == outcomes["unchanged"]
-        info = m.values("weir_config_info")
-        assert info == [1.0], info
-        err = weir.stderr()
-        assert "config reload failed; the running config stays" in err
-        assert err.count("config reloaded:") == outcomes["success"]
-        print(f"reloads {outcomes}, requests {len(load.records)} ({checked} checked against their epoch), "
-              f"spans acknowledged {len(acked)}, refusals retried {load.refusals}")
-    finally:
-        assert weir.terminate() == 0
-        sink_a.stop()
-        sink_b.stop()
+    # /metrics reconciles: accepted = acknowledged; each exporter sent what its sink got.
+    m = weir.metrics()
+    assert m.sum("weir_receiver_accepted_spans_total") == len(acked)
+    assert m.sum("weir_exporter_sent_spans_total", exporter="a") == len(sink_a.span_ids())
+    assert m.sum("weir_exporter_sent_spans_total", exporter="b") == len(sink_b.span_ids())
+    assert m.sum("weir_exporter_send_failed_spans_total") == 0
+    assert m.sum("weir_reload_total", result="success") == outcomes["success"]
+    assert m.sum("weir_reload_total", result="failure") == outcomes["failure"]
+    assert m.sum("weir_reload_total", result="unchanged") == outcomes["unchanged"]
+    info = m.values("weir_config_info")
+    assert info == [1.0], info
+    err = weir.stderr()
+    assert "config reload failed; the running config stays" in err
+    assert err.count("config reloaded:") == outcomes["success"]
+    print(f"reloads {outcomes}, requests {len(load.records)} ({checked} checked against their epoch), "
+          f"spans acknowledged {len(acked)}, refusals retried {load.refusals}")
+    assert weir.terminate() == 0
 
 
 def counter_config(admin: int, grpc_port: int, cache: Path, other_value: str) -> bytes:

@@ -70,45 +70,8 @@ fn as_string(v: Value, what: &str) -> Result<String, BatchError> {
     }
 }
 
-/// Checks that an edit names an existing entity and a settable field.
-pub fn check(ix: &Index, tree: &Otlp, edit: &Edit) -> Result<(), BatchError> {
-    match edit {
-        Edit::Attribute { level, entity, .. } => {
-            if *entity as usize >= ix.count(*level) {
-                return Err(BatchError::Invalid(format!(
-                    "attribute edit names {level:?} entity {entity}, but the batch has {}",
-                    ix.count(*level)
-                )));
-            }
-        }
-        Edit::Field { field, item, .. } => {
-            if *item as usize >= ix.items.len() {
-                return Err(BatchError::Invalid(format!(
-                    "field edit names item {item}, but the batch has {}",
-                    ix.items.len()
-                )));
-            }
-            let ok = match tree {
-                Otlp::Traces(_) => matches!(
-                    field,
-                    Field::Name | Field::Kind | Field::StatusCode | Field::StatusMessage | Field::TraceState
-                ),
-                Otlp::Logs(_) => matches!(
-                    field,
-                    Field::Body | Field::SeverityText | Field::SeverityNumber | Field::EventName
-                ),
-                Otlp::Metrics(_) => matches!(field, Field::Name | Field::Unit),
-            };
-            if !ok {
-                return Err(BatchError::Invalid(format!(
-                    "field {field:?} cannot be set on this signal"
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
+/// Applies one edit; `HostBatch::apply` has checked it (contract rules), so
+/// an error here means the tree and its index disagree.
 pub fn apply(tree: &mut Otlp, ix: &Index, edit: Edit) -> Result<(), BatchError> {
     match edit {
         Edit::Attribute {

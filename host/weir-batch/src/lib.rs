@@ -18,7 +18,21 @@ use prost::Message;
 use weir_pipeline::Batch;
 use weir_plugin_sdk::{AttributeTable, BatchAccess, Changes, Column, Field, Level, Signal};
 
+use weir_plugin_contract::{Shape, check_changes};
+
 use crate::tree::{Index, Otlp};
+
+fn shape(tree: &Otlp, index: &Index) -> Shape {
+    let signal = match tree {
+        Otlp::Traces(_) => Signal::Traces,
+        Otlp::Logs(_) => Signal::Logs,
+        Otlp::Metrics(_) => Signal::Metrics,
+    };
+    Shape {
+        signal,
+        counts: Level::ALL.map(|l| u32::try_from(index.count(l)).unwrap_or(u32::MAX)),
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BatchError {
@@ -84,41 +98,40 @@ impl HostBatch {
         self.index.items.len()
     }
 
+    /// The batch's signal and entity counts, which a plugin's changes are checked against.
+    pub fn shape(&self) -> Shape {
+        shape(&self.tree, &self.index)
+    }
+
+    /// The shape of an OTLP request of this batch's signal (what a
+    /// `replace-otlp` would make the batch), or why it is not one.
+    pub fn shape_of_replacement(&self, otlp: &[u8]) -> Result<Shape, BatchError> {
+        let tree = decode(self.signal, otlp)?;
+        let index = tree.index();
+        Ok(shape(&tree, &index))
+    }
+
     /// Applies one plugin's changes: all of them, or (if any is invalid) none.
+    /// Every change is checked ([`weir_plugin_contract::check_changes`])
+    /// before anything is mutated.
     pub fn apply(&mut self, changes: Changes) -> Result<Applied, BatchError> {
         if changes.is_empty() {
             return Ok(Applied::default());
         }
-        let replaced = match changes.replace {
+        let replaced = match &changes.replace {
             Some(otlp) => {
-                let tree = decode(self.signal, &otlp)?;
+                let tree = decode(self.signal, otlp)?;
                 let index = tree.index();
                 Some((tree, index))
             }
             None => None,
         };
         {
-            let (tree, ix) = match &replaced {
-                Some((t, i)) => (t, i),
-                None => (&self.tree, &self.index),
+            let target = match &replaced {
+                Some((t, i)) => shape(t, i),
+                None => self.shape(),
             };
-            for e in &changes.edits {
-                edit::check(ix, tree, e)?;
-            }
-            let n = ix.items.len();
-            let out_of_range = |items: &[u32]| items.iter().find(|&&i| i as usize >= n).copied();
-            if let Some(i) = out_of_range(&changes.drops) {
-                return Err(BatchError::Invalid(format!(
-                    "drop names item {i}, but the batch has {n}"
-                )));
-            }
-            for (_, items) in &changes.routes {
-                if let Some(i) = out_of_range(items) {
-                    return Err(BatchError::Invalid(format!(
-                        "route names item {i}, but the batch has {n}"
-                    )));
-                }
-            }
+            check_changes(&target, &changes).map_err(|e| BatchError::Invalid(e.0))?;
         }
         self.original = None;
         if let Some((tree, index)) = replaced {

@@ -259,3 +259,49 @@ fn routing_splits_within_a_scope_and_keeps_headers() {
     let a2 = &decode_traces(&out[1].1).resource_spans[0].scope_spans[0].spans[0];
     assert_eq!(a2, &span("a2", 2));
 }
+
+#[test]
+fn a_change_list_with_one_wrong_type_applies_nothing() {
+    let b = batch();
+    let mut hb = HostBatch::decode(&b).expect("decode");
+    let mut changes = Changes::default();
+    for i in 0..3 {
+        changes.edits.push(Edit::Attribute {
+            level: Level::Item,
+            entity: i,
+            key: "tagged".into(),
+            value: Some(Value::Str("yes".into())),
+        });
+    }
+    changes.edits.push(Edit::Field {
+        field: Field::Name,
+        item: 1,
+        value: Value::Str("renamed".into()),
+    });
+    changes.edits.push(Edit::Field {
+        field: Field::Kind,
+        item: 0,
+        value: Value::Str("server".into()),
+    });
+    changes.drops.push(2);
+    let err = hb.apply(changes).expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("edit 4: field edit of item 0 sets Kind to str"),
+        "{err}"
+    );
+    // Nothing was applied: the batch leaves as the bytes it arrived as.
+    let out = hb.finish();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.payload, b.payload);
+}
+
+#[test]
+fn a_replacement_of_another_signal_is_refused_before_anything_is_discarded() {
+    let b = batch();
+    let hb = HostBatch::decode(&b).expect("decode");
+    assert!(hb.shape_of_replacement(b"\xff\xff not protobuf").is_err());
+    let shape = hb.shape_of_replacement(&b.payload).expect("same signal");
+    assert_eq!(shape, hb.shape());
+    assert_eq!(shape.items(), 3);
+}

@@ -4,6 +4,7 @@
 
 use wasmtime::component::{Resource, ResourceTable};
 use weir_batch::HostBatch as Tree;
+use weir_plugin_contract::{Shape, check_edit, check_items};
 use weir_plugin_sdk::{BatchAccess, Changes, Edit, Field, Level, Value};
 
 wasmtime::component::bindgen!({
@@ -19,9 +20,24 @@ use weir::plugin::types as wit;
 pub struct BatchEntry {
     pub tree: Tree,
     pub changes: Changes,
-    /// Set when the plugin queued something invalid (out-of-range items);
-    /// the call then counts as failed.
+    /// What queued changes apply to: the batch, or the replacement a
+    /// `replace-otlp` queued.
+    pub shape: Shape,
+    /// Set when the plugin queued something invalid (a refused `apply` or
+    /// `replace-otlp`, out-of-range items in drop/route); the call then
+    /// counts as failed with outcome "invalid", and nothing it queued is applied.
     pub invalid: Option<String>,
+}
+
+impl BatchEntry {
+    pub fn new(tree: Tree) -> Self {
+        BatchEntry {
+            shape: tree.shape(),
+            tree,
+            changes: Changes::default(),
+            invalid: None,
+        }
+    }
 }
 
 /// Everything a plugin instance's store holds.
@@ -155,28 +171,39 @@ impl wit::HostBatch for State {
         edits: Vec<wit::Edit>,
     ) -> wasmtime::Result<Result<(), String>> {
         let entry = self.entry_mut(&r)?;
-        let edits = edits.into_iter().map(|e| match e {
-            wit::Edit::Attribute(a) => Edit::Attribute {
-                level: level(a.level),
-                entity: a.entity,
-                key: a.key,
-                value: a.value.map(value),
-            },
-            wit::Edit::Field(f) => Edit::Field {
-                field: field(f.field),
-                item: f.item,
-                value: value(f.value),
-            },
-        });
+        let edits: Vec<Edit> = edits
+            .into_iter()
+            .map(|e| match e {
+                wit::Edit::Attribute(a) => Edit::Attribute {
+                    level: level(a.level),
+                    entity: a.entity,
+                    key: a.key,
+                    value: a.value.map(value),
+                },
+                wit::Edit::Field(f) => Edit::Field {
+                    field: field(f.field),
+                    item: f.item,
+                    value: value(f.value),
+                },
+            })
+            .collect();
+        // As the WIT promises: one bad edit refuses the call, and nothing of it is queued.
+        for (i, e) in edits.iter().enumerate() {
+            if let Err(err) = check_edit(&entry.shape, e) {
+                let message = format!("edit {i}: {err}");
+                // The call counts as invalid even if the plugin goes on and succeeds.
+                entry.invalid.get_or_insert_with(|| message.clone());
+                return Ok(Err(message));
+            }
+        }
         entry.changes.edits.extend(edits);
         Ok(Ok(()))
     }
 
     fn drop_items(&mut self, r: Resource<BatchEntry>, items: Vec<u32>) -> wasmtime::Result<()> {
         let entry = self.entry_mut(&r)?;
-        let n = entry.tree.len();
-        if let Some(bad) = items.iter().find(|&&i| i >= n) {
-            entry.invalid = Some(format!("drop-items names item {bad}, but the batch has {n}"));
+        if let Err(e) = check_items(&entry.shape, "drop-items", &items) {
+            entry.invalid = Some(e.0);
         }
         entry.changes.drops.extend(items);
         Ok(())
@@ -189,9 +216,8 @@ impl wit::HostBatch for State {
         items: Vec<u32>,
     ) -> wasmtime::Result<()> {
         let entry = self.entry_mut(&r)?;
-        let n = entry.tree.len();
-        if let Some(bad) = items.iter().find(|&&i| i >= n) {
-            entry.invalid = Some(format!("route-items names item {bad}, but the batch has {n}"));
+        if let Err(e) = check_items(&entry.shape, "route-items", &items) {
+            entry.invalid = Some(e.0);
         }
         entry.changes.routes.push((route, items));
         Ok(())
@@ -207,6 +233,16 @@ impl wit::HostBatch for State {
         otlp: Vec<u8>,
     ) -> wasmtime::Result<Result<(), String>> {
         let entry = self.entry_mut(&r)?;
+        // Refused (and nothing discarded) unless it is a request of this signal.
+        let shape = match entry.tree.shape_of_replacement(&otlp) {
+            Ok(s) => s,
+            Err(e) => {
+                let message = format!("replace-otlp: {e}");
+                entry.invalid.get_or_insert_with(|| message.clone());
+                return Ok(Err(message));
+            }
+        };
+        entry.shape = shape;
         entry.changes = Changes {
             replace: Some(otlp),
             ..Changes::default()

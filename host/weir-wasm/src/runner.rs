@@ -170,11 +170,7 @@ impl Runner for WasmRunner {
         let store = &mut inst.store;
         store.data_mut().limits.hit = false;
         store.set_epoch_deadline(ticks(self.settings.timeout));
-        let entry = BatchEntry {
-            tree,
-            changes: Changes::default(),
-            invalid: None,
-        };
+        let entry = BatchEntry::new(tree);
         let handle = match store.data_mut().table.push(entry) {
             Ok(h) => h,
             Err(e) => return (None, Err(Failure::Trap(format!("resource table: {e}")))),
@@ -201,7 +197,11 @@ impl Runner for WasmRunner {
                 Some(why) => Err(Failure::Invalid(why)),
                 None => Ok(entry.changes),
             },
-            Ok(Err(e)) => Err(Failure::Error(e.message)),
+            // A refused change list is what failed the plugin, whatever it returned after.
+            Ok(Err(e)) => Err(match entry.invalid {
+                Some(why) => Failure::Invalid(why),
+                None => Failure::Error(e.message),
+            }),
             Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(Failure::Timeout),
             Err(_) if memory_hit => Err(Failure::MemoryLimit),
             Err(e) => Err(Failure::Trap(

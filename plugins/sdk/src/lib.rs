@@ -27,7 +27,10 @@
 mod access;
 mod batch;
 pub mod glob;
-pub mod types;
+/// The contract's types, from the one crate the host uses too.
+pub use weir_plugin_contract::types;
+/// The rules the host checks a plugin's changes by.
+pub use weir_plugin_contract::validate;
 
 /// An in-memory batch for unit-testing plugins natively.
 #[cfg(not(target_arch = "wasm32"))]

@@ -26,6 +26,7 @@
 
 use crate::access::BatchAccess;
 use crate::types::{AttributeTable, Changes, Column, Edit, Field, Level, Signal, Value, ValueRef};
+use crate::validate::{Shape, check_changes};
 use crate::{Batch, Plugin, PluginError};
 
 /// A resource, scope, span event or span link: its parent and attributes.
@@ -244,14 +245,6 @@ fn to_string(v: &Value, what: &str) -> Result<String, String> {
     }
 }
 
-fn check_value(v: &Value) -> Result<(), String> {
-    if let Value::Json(text) = v {
-        serde_json::from_str::<serde::de::IgnoredAny>(text)
-            .map_err(|e| format!("json value is not valid JSON: {e}"))?;
-    }
-    Ok(())
-}
-
 impl MemoryBatch {
     pub fn new(signal: Signal) -> Self {
         MemoryBatch {
@@ -371,21 +364,11 @@ impl MemoryBatch {
         Ok(changes)
     }
 
-    /// Checks and applies changes: all of them, or (if any is invalid) none.
-    /// Edits apply in order; drops only flag items; the last route given wins.
+    /// Checks and applies changes: all of them, or (if any is invalid) none,
+    /// by the same rules as the host ([`crate::validate`]). Edits apply in
+    /// order; drops only flag items; the last route given wins.
     pub fn apply(&mut self, changes: &Changes) -> Result<(), String> {
-        for edit in &changes.edits {
-            self.check(edit)?;
-        }
-        let n = self.items.len();
-        if let Some(i) = changes.drops.iter().find(|&&i| i as usize >= n) {
-            return Err(format!("drop names item {i}, but the batch has {n}"));
-        }
-        for (_, items) in &changes.routes {
-            if let Some(i) = items.iter().find(|&&i| i as usize >= n) {
-                return Err(format!("route names item {i}, but the batch has {n}"));
-            }
-        }
+        check_changes(&self.shape(), changes).map_err(|e| e.0)?;
         if let Some(otlp) = &changes.replace {
             // No OTLP decoder here: remember the bytes so a test can look at them.
             self.replaced = Some(otlp.clone());
@@ -404,56 +387,12 @@ impl MemoryBatch {
         Ok(())
     }
 
-    fn check(&self, edit: &Edit) -> Result<(), String> {
-        match edit {
-            Edit::Attribute {
-                level, entity, value, ..
-            } => {
-                let count = self.count(*level);
-                if *entity >= count {
-                    return Err(format!(
-                        "attribute edit names {level:?} entity {entity}, but the batch has {count}"
-                    ));
-                }
-                if let Some(v) = value {
-                    check_value(v)?;
-                }
-            }
-            Edit::Field { field, item, value } => {
-                let n = self.items.len();
-                if *item as usize >= n {
-                    return Err(format!("field edit names item {item}, but the batch has {n}"));
-                }
-                let settable = match self.signal {
-                    Signal::Traces => matches!(
-                        field,
-                        Field::Name
-                            | Field::Kind
-                            | Field::StatusCode
-                            | Field::StatusMessage
-                            | Field::TraceState
-                    ),
-                    Signal::Logs => matches!(
-                        field,
-                        Field::Body | Field::SeverityText | Field::SeverityNumber | Field::EventName
-                    ),
-                    Signal::Metrics => matches!(field, Field::Name | Field::Unit),
-                };
-                if !settable {
-                    return Err(format!("field {field:?} cannot be set on this signal"));
-                }
-                match field {
-                    Field::Kind | Field::StatusCode | Field::SeverityNumber => {
-                        to_i32(value, &format!("{field:?}"))?;
-                    }
-                    Field::Body => check_value(value)?,
-                    _ => {
-                        to_string(value, &format!("{field:?}"))?;
-                    }
-                }
-            }
+    /// The batch's signal and entity counts, for the checks.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            signal: self.signal,
+            counts: Level::ALL.map(|l| self.count(l)),
         }
-        Ok(())
     }
 
     fn apply_edit(&mut self, edit: &Edit) -> Result<(), String> {

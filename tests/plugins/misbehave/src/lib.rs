@@ -2,7 +2,7 @@
 //! contains each failure and applies the plugin's failure policy.
 
 use serde::Deserialize;
-use weir_plugin_sdk::{Batch, Level, Plugin, PluginError, parse_config};
+use weir_plugin_sdk::{Batch, Field, Level, Plugin, PluginError, Value, parse_config};
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -21,6 +21,9 @@ enum Mode {
     Error,
     /// Sends edits that name items that do not exist.
     Garbage,
+    /// Sends four valid edits, then one whose value has the wrong type (an
+    /// int for a span name): the host must apply none of them.
+    HalfBad,
     /// Prints a lot to stdout and stderr.
     Chatty,
     /// Keeps state: tags every item with misbehave.seen = the batches this
@@ -97,6 +100,13 @@ impl Plugin for Misbehave {
                 }
                 Ok(())
             }
+            Mode::HalfBad => {
+                for i in 0..batch.len().min(4) {
+                    batch.set_attribute(Level::Item, i, "misbehave", "half");
+                }
+                batch.set_field(Field::Name, 0, Value::Int(5));
+                Ok(())
+            }
             Mode::Chatty => {
                 for i in 0..10_000 {
                     println!("misbehave stdout line {i}");
@@ -109,3 +119,27 @@ impl Plugin for Misbehave {
 }
 
 weir_plugin_sdk::export_plugin!(Misbehave);
+
+#[cfg(test)]
+mod tests {
+    use weir_plugin_sdk::testing::MemoryBatch;
+
+    use super::*;
+
+    #[test]
+    fn the_test_batch_refuses_a_half_bad_edit_list_whole_like_the_host() {
+        let mut batch = MemoryBatch::traces();
+        for i in 0..5 {
+            batch.span(&format!("s{i}"));
+        }
+        let mut plugin = Misbehave::init(r#"{"mode": "half-bad"}"#).expect("init");
+        let err = batch.process(&mut plugin).expect_err("refused");
+        assert!(
+            err.message
+                .contains("edit 4: field edit of item 0 sets Name to int 5"),
+            "{}",
+            err.message
+        );
+        assert_eq!(batch.attr(Level::Item, 0, "misbehave"), None, "nothing applied");
+    }
+}
