@@ -7,6 +7,7 @@
 
 mod bindings;
 mod chain;
+pub mod embedded;
 mod engine;
 mod metrics;
 mod native;
@@ -106,18 +107,22 @@ impl WasmSource {
     /// Reads the file of a path plugin (relative paths under `base_dir`) and
     /// checks its sha256 pin; `None` for a builtin plugin.
     pub fn read(config: &PluginConfig, base_dir: &Path) -> Result<Option<WasmSource>, RuntimeError> {
-        let PluginSource::Path { path, sha256 } = &config.source else {
-            return Ok(None);
+        let (wasm, sha256) = match &config.source {
+            PluginSource::Builtin(_) => return Ok(None),
+            PluginSource::Embedded { name, sha256 } => (embedded::get(name)?.to_vec(), sha256),
+            PluginSource::Path { path, sha256 } => {
+                let full = if path.is_absolute() {
+                    path.clone()
+                } else {
+                    base_dir.join(path)
+                };
+                let wasm = std::fs::read(&full).map_err(|e| RuntimeError::Read {
+                    path: full.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                (wasm, sha256)
+            }
         };
-        let full = if path.is_absolute() {
-            path.clone()
-        } else {
-            base_dir.join(path)
-        };
-        let wasm = std::fs::read(&full).map_err(|e| RuntimeError::Read {
-            path: full.display().to_string(),
-            message: e.to_string(),
-        })?;
         let actual = sha256_hex(&wasm);
         if let Some(expected) = sha256
             && !actual.eq_ignore_ascii_case(expected)
@@ -176,14 +181,17 @@ impl PluginRuntime {
         source: Option<WasmSource>,
     ) -> Result<Arc<dyn Runner>, RuntimeError> {
         let config_json = serde_json::to_string(&config.config).unwrap_or_else(|_| "{}".into());
-        let (PluginSource::Path { .. }, Some(source)) = (&config.source, source) else {
-            return match &config.source {
-                PluginSource::Builtin(builtin) => Ok(Arc::from(native::builtin(builtin, config_json)?)),
-                PluginSource::Path { path, .. } => Err(RuntimeError::Read {
-                    path: path.display().to_string(),
-                    message: "the file was not read".into(),
-                }),
-            };
+        let source = match (&config.source, source) {
+            (PluginSource::Builtin(builtin), _) => {
+                return Ok(Arc::from(native::builtin(builtin, config_json)?));
+            }
+            (_, Some(source)) => source,
+            (_, None) => {
+                return Err(RuntimeError::Read {
+                    path: format!("{:?}", config.source),
+                    message: "the component was not read".into(),
+                });
+            }
         };
         let component = self.component(&source)?;
         let settings = WasmSettings {

@@ -1,5 +1,8 @@
 //! `weir run --demo`: a tiny built-in client that sends spans, logs and metrics
-//! to weir's own gRPC receiver once a second, so a newcomer sees data flow.
+//! to weir's own gRPC receiver once a second, so a newcomer sees data flow —
+//! and, with the embedded demo config, what the reference plugins do to it
+//! (an email and a card number to mask, a health check to sample out, a
+//! warning to route).
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -54,7 +57,7 @@ fn requests(tick: u64) -> [(Signal, Bytes); 3] {
     let mut rng = rand::rng();
     let trace_id: [u8; 16] = rng.random();
     let now = now_nanos();
-    let spans = ["GET /checkout", "SELECT orders", "charge card"]
+    let spans = ["GET /checkout", "SELECT orders", "charge card", "GET /health"]
         .iter()
         .enumerate()
         .map(|(i, name)| Span {
@@ -85,16 +88,32 @@ fn requests(tick: u64) -> [(Signal, Bytes); 3] {
         resource_logs: vec![ResourceLogs {
             resource: resource(),
             scope_logs: vec![ScopeLogs {
-                log_records: vec![LogRecord {
-                    time_unix_nano: now,
-                    severity_number: 9,
-                    severity_text: "INFO".into(),
-                    body: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue(format!("order {tick} checked out"))),
-                    }),
-                    trace_id: trace_id.to_vec(),
-                    ..Default::default()
-                }],
+                log_records: vec![
+                    LogRecord {
+                        time_unix_nano: now,
+                        severity_number: 9,
+                        severity_text: "INFO".into(),
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue(format!(
+                                "order {tick} paid with card 4111 1111 1111 1111"
+                            ))),
+                        }),
+                        trace_id: trace_id.to_vec(),
+                        ..Default::default()
+                    },
+                    LogRecord {
+                        time_unix_nano: now,
+                        severity_number: if tick.is_multiple_of(3) { 13 } else { 9 },
+                        severity_text: if tick.is_multiple_of(3) { "WARN" } else { "INFO" }.into(),
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue(format!(
+                                "stock for order {tick} is running low"
+                            ))),
+                        }),
+                        trace_id: trace_id.to_vec(),
+                        ..Default::default()
+                    },
+                ],
                 ..Default::default()
             }],
             ..Default::default()

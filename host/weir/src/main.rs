@@ -1,6 +1,7 @@
 //! The `weir` command: run pipelines, or validate a config file.
 
 mod demo;
+mod embedded;
 mod plugin_test;
 mod plugins;
 mod reload;
@@ -20,6 +21,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The config `weir run` uses when no --config is given.
 const QUICKSTART: &str = include_str!("../../../examples/configs/quickstart.toml");
+/// The config `weir run --demo` uses when no --config is given: the quickstart
+/// plus the embedded reference plugins.
+const DEMO: &str = include_str!("../../../examples/configs/demo.toml");
 
 #[derive(Parser)]
 #[command(
@@ -41,13 +45,16 @@ enum Command {
     ///
     /// Without --config, runs the embedded quickstart: OTLP receivers on
     /// 127.0.0.1:4317 (gRPC) and 127.0.0.1:4318 (HTTP), everything printed to stdout,
-    /// admin endpoints (/health, /ready, /metrics) on 127.0.0.1:13133.
+    /// admin endpoints (/health, /ready, /metrics, /status) on 127.0.0.1:13133.
+    /// With --demo and no --config, the reference plugins (embedded in the binary)
+    /// run on that data too.
     Run {
         /// Config file (see examples/configs/).
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Also send a few demo spans, logs and metrics to weir's own gRPC receiver
-        /// every second, to see data flow without an application.
+        /// every second, to see data flow without an application. Without --config,
+        /// the embedded reference plugins mask, sample, enrich and route them.
         #[arg(long)]
         demo: bool,
     },
@@ -114,6 +121,7 @@ enum PluginCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    weir_wasm::embedded::register(embedded::EMBEDDED);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -157,7 +165,22 @@ fn main() -> ExitCode {
             };
             let loaded = match &config {
                 Some(path) => config::load_file(path),
-                None => config::parse_str("embedded quickstart config", QUICKSTART),
+                None if demo && !embedded::EMBEDDED.is_empty() => {
+                    tracing::info!(
+                        "demo: running the embedded demo config (examples/configs/demo.toml): \
+                         the reference plugins sample, redact, enrich and route, as Wasm"
+                    );
+                    config::parse_str("embedded demo config", DEMO)
+                }
+                None => {
+                    if demo {
+                        tracing::warn!(
+                            "demo: this weir carries no plugins (built without the wasm32-wasip2 target), \
+                             so the demo runs without them; `rustup target add wasm32-wasip2` and rebuild to see them"
+                        );
+                    }
+                    config::parse_str("embedded quickstart config", QUICKSTART)
+                }
             };
             let config: Config = match loaded {
                 Ok(c) => c,

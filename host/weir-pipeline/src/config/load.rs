@@ -181,12 +181,21 @@ fn exporter(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) ->
     }
 }
 
+/// `path = "builtin:NAME"`: a reference plugin embedded in the binary.
+pub const EMBEDDED_PREFIX: &str = "builtin:";
+
 fn plugin(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<PluginConfig> {
     let raw: PluginConfigToml = typed(value, prefix, errors)?;
     let source = match (raw.path, raw.builtin) {
-        (Some(path), None) => PluginSource::Path {
-            path,
-            sha256: raw.sha256.clone(),
+        (Some(path), None) => match path.to_str().and_then(|p| p.strip_prefix(EMBEDDED_PREFIX)) {
+            Some(name) => PluginSource::Embedded {
+                name: name.to_string(),
+                sha256: raw.sha256.clone(),
+            },
+            None => PluginSource::Path {
+                path,
+                sha256: raw.sha256.clone(),
+            },
         },
         (None, Some(name)) => PluginSource::Builtin(name),
         (Some(_), Some(_)) => {

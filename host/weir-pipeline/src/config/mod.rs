@@ -12,6 +12,6 @@ pub mod parquet;
 mod units;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load_file, parse_str, pipeline_signal};
+pub use load::{EMBEDDED_PREFIX, load_file, parse_str, pipeline_signal};
 pub use model::*;
 pub use units::{ByteSize, HumanDuration};

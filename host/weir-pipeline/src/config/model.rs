@@ -491,6 +491,9 @@ pub enum FailurePolicy {
 pub enum PluginSource {
     /// A Wasm component file, optionally pinned by its sha256 (hex).
     Path { path: PathBuf, sha256: Option<String> },
+    /// A reference plugin's Wasm component embedded in the weir binary
+    /// (`path = "builtin:redact"`), sandboxed like any file.
+    Embedded { name: String, sha256: Option<String> },
     /// A reference plugin compiled into weir (builds with `native-plugins`).
     Builtin(String),
 }

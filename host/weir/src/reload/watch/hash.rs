@@ -100,7 +100,8 @@ fn referenced_plugins(config_path: &Path, bytes: &[u8], plugin_base: &Path) -> V
         .iter()
         .filter_map(|(name, plugin)| match &plugin.source {
             PluginSource::Path { path, .. } => Some((name.clone(), resolve(path, plugin_base))),
-            PluginSource::Builtin(_) => None,
+            // Part of the binary: they cannot change while it runs.
+            PluginSource::Builtin(_) | PluginSource::Embedded { .. } => None,
         })
         .collect()
 }
