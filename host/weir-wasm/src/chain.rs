@@ -21,6 +21,8 @@ pub struct PluginChain {
     pipeline: String,
     links: Vec<ChainLink>,
     metrics: PluginMetrics,
+    /// Rejections carry the whole failure (a trap's guest backtrace too).
+    full_failures: bool,
 }
 
 impl PluginChain {
@@ -29,7 +31,14 @@ impl PluginChain {
             pipeline: pipeline.into(),
             links,
             metrics,
+            full_failures: false,
         }
+    }
+
+    /// Rejections carry everything known about a failure (for `weir plugin test`).
+    pub fn with_full_failures(mut self) -> Self {
+        self.full_failures = true;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -96,7 +105,7 @@ impl BatchProcessor for PluginChain {
                         .get_or_create(&outcome_labels(failure.kind()))
                         .inc();
                     match failure {
-                        Failure::Trap(_) | Failure::MemoryLimit => {
+                        Failure::Trap { .. } | Failure::MemoryLimit => {
                             self.metrics.traps.get_or_create(&labels).inc();
                         }
                         Failure::Timeout => {
@@ -132,9 +141,14 @@ impl BatchProcessor for PluginChain {
                             });
                         }
                         FailurePolicy::Reject => {
+                            let message = if self.full_failures {
+                                failure.detailed()
+                            } else {
+                                failure.to_string()
+                            };
                             return Err(Rejection::Plugin {
                                 plugin: link.name.clone(),
-                                message: failure.to_string(),
+                                message,
                             });
                         }
                     }

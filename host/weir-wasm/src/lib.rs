@@ -33,8 +33,13 @@ use weir_plugin_sdk::Changes;
 pub enum Failure {
     #[error("returned an error: {0}")]
     Error(String),
-    #[error("trapped: {0}")]
-    Trap(String),
+    /// `cause` is the trap's own message; `backtrace` the full error with
+    /// the guest's stack, when there is one (shown by `weir plugin test`).
+    #[error("trapped: {cause}")]
+    Trap {
+        cause: String,
+        backtrace: Option<String>,
+    },
     #[error("exceeded its time limit")]
     Timeout,
     #[error("exceeded its memory limit")]
@@ -44,11 +49,30 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// A trap with no more to say than `cause`.
+    pub fn trap(cause: impl Into<String>) -> Self {
+        Failure::Trap {
+            cause: cause.into(),
+            backtrace: None,
+        }
+    }
+
+    /// The failure with everything known about it: for a trap, the guest's
+    /// backtrace as well.
+    pub fn detailed(&self) -> String {
+        match self {
+            Failure::Trap {
+                backtrace: Some(bt), ..
+            } => format!("{self}\n{bt}"),
+            _ => self.to_string(),
+        }
+    }
+
     /// The `outcome` label of `weir_plugin_calls_total`.
     pub fn kind(&self) -> &'static str {
         match self {
             Failure::Error(_) => "error",
-            Failure::Trap(_) => "trap",
+            Failure::Trap { .. } => "trap",
             Failure::Timeout => "timeout",
             Failure::MemoryLimit => "memory_limit",
             Failure::Invalid(_) => "invalid",
@@ -203,6 +227,12 @@ impl PluginRuntime {
             output_cap: 64 * 1024,
         };
         Ok(Arc::new(WasmRunner::new(&self.engine, &component, settings)?))
+    }
+
+    /// Compiles `source` (or loads it from the caches), so that a later load
+    /// only instantiates; for timing the two apart.
+    pub fn prepare(&self, source: &WasmSource) -> Result<(), RuntimeError> {
+        self.component(source).map(drop)
     }
 
     fn component(&self, source: &WasmSource) -> Result<wasmtime::component::Component, RuntimeError> {

@@ -56,7 +56,7 @@ impl<P: Plugin + Send> Runner for NativeRunner<P> {
                     .push(plugin);
                 (Some(tree), Err(Failure::Error(e.message)))
             }
-            Err(_) => (Some(tree), Err(Failure::Trap("native plugin panicked".into()))),
+            Err(_) => (Some(tree), Err(Failure::trap("native plugin panicked"))),
         }
     }
 }

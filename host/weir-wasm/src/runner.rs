@@ -162,7 +162,7 @@ impl Runner for WasmRunner {
             Some(i) => i,
             None => match self.instantiate() {
                 Ok(i) => i,
-                Err(e) => return (Some(tree), Err(Failure::Trap(format!("cannot instantiate: {e}")))),
+                Err(e) => return (Some(tree), Err(Failure::trap(format!("cannot instantiate: {e}")))),
             },
         };
         inst.seq += 1;
@@ -173,7 +173,7 @@ impl Runner for WasmRunner {
         let entry = BatchEntry::new(tree);
         let handle = match store.data_mut().table.push(entry) {
             Ok(h) => h,
-            Err(e) => return (None, Err(Failure::Trap(format!("resource table: {e}")))),
+            Err(e) => return (None, Err(Failure::trap(format!("resource table: {e}")))),
         };
         let borrowed = wasmtime::component::Resource::<BatchEntry>::new_borrow(handle.rep());
         let ctx = wit::Context { sequence: inst.seq };
@@ -187,9 +187,7 @@ impl Runner for WasmRunner {
         let Ok(entry) = entry else {
             return (
                 None,
-                Err(Failure::Trap(
-                    "the batch could not be taken back from the plugin".into(),
-                )),
+                Err(Failure::trap("the batch could not be taken back from the plugin")),
             );
         };
         let outcome = match call {
@@ -204,14 +202,15 @@ impl Runner for WasmRunner {
             }),
             Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(Failure::Timeout),
             Err(_) if memory_hit => Err(Failure::MemoryLimit),
-            Err(e) => Err(Failure::Trap(
-                e.to_string().lines().next().unwrap_or("trap").to_string(),
-            )),
+            Err(e) => Err(Failure::Trap {
+                cause: e.root_cause().to_string(),
+                backtrace: Some(format!("{e:?}")),
+            }),
         };
         // A trapped or interrupted instance may be in any state: never reuse it.
         let healthy = !matches!(
             outcome,
-            Err(Failure::Trap(_) | Failure::Timeout | Failure::MemoryLimit)
+            Err(Failure::Trap { .. } | Failure::Timeout | Failure::MemoryLimit)
         );
         if healthy {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);

@@ -116,6 +116,17 @@ enum PluginCommand {
         /// omitted default fields compare equal.
         #[arg(long)]
         expect: Option<PathBuf>,
+        /// Where compiled plugins are cached (default: $WEIR_PLUGIN_CACHE_DIR, else
+        /// $XDG_CACHE_HOME/weir/plugins, else ~/.cache/weir/plugins; created 0700).
+        #[arg(long, conflicts_with = "no_cache")]
+        cache_dir: Option<PathBuf>,
+        /// Compile every time.
+        #[arg(long)]
+        no_cache: bool,
+        /// Run the chain N times first and print compile, instantiate + init, and
+        /// per-call times to stderr.
+        #[arg(long, value_name = "N")]
+        repeat: Option<u32>,
     },
 }
 
@@ -139,6 +150,9 @@ fn main() -> ExitCode {
             pipeline,
             input,
             expect,
+            cache_dir,
+            no_cache,
+            repeat,
         }) => {
             let args = plugin_test::Args {
                 wasm,
@@ -147,6 +161,9 @@ fn main() -> ExitCode {
                 pipeline,
                 input,
                 expect,
+                cache_dir,
+                no_cache,
+                repeat,
             };
             match plugin_test::run(args) {
                 Ok(true) => ExitCode::SUCCESS,

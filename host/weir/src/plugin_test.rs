@@ -21,6 +21,50 @@ pub struct Args {
     pub pipeline: Option<String>,
     pub input: PathBuf,
     pub expect: Option<PathBuf>,
+    /// Where compiled plugins are cached; `None` with `no_cache`.
+    pub cache_dir: Option<PathBuf>,
+    pub no_cache: bool,
+    /// Run the chain this many times and print compile, instantiate and call times.
+    pub repeat: Option<u32>,
+}
+
+/// The compile cache `weir plugin test` uses unless told otherwise:
+/// `$WEIR_PLUGIN_CACHE_DIR`, else `$XDG_CACHE_HOME/weir/plugins`, else
+/// `~/.cache/weir/plugins`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("WEIR_PLUGIN_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("weir").join("plugins")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache").join("weir").join("plugins")))
+}
+
+/// The cache directory to use, created private to this user; without one
+/// (none found, or it cannot be created) every run compiles.
+fn cache_dir(args: &Args) -> Option<PathBuf> {
+    if args.no_cache {
+        return None;
+    }
+    let dir = args.cache_dir.clone().or_else(default_cache_dir)?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(&dir) {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            eprintln!(
+                "not caching compiled plugins: cannot create {}: {e}",
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
+/// A plugin given by `--wasm` is named after its file.
+fn name_of(wasm: &Path) -> String {
+    wasm.file_stem()
+        .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned())
 }
 
 /// Returns whether the output matched `--expect` (true when there is none).
@@ -37,11 +81,16 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
     let (payload, items) =
         weir_otlp::json::to_protobuf(signal, &text).with_context(|| format!("{}", args.input.display()))?;
     let metrics = Metrics::new();
-    let runtime = PluginRuntime::new(&metrics, None)?;
-    let links = links(&args, &runtime, signal)?;
-    let chain = runtime.chain("plugin-test", links);
+    let cache = cache_dir(&args);
+    let runtime = PluginRuntime::new(&metrics, cache.clone())?;
+    let (links, timings) = links(&args, &runtime, signal)?;
+    let chain = runtime.chain("plugin-test", links).with_full_failures();
+    let batch = Batch::new(signal, payload, items);
+    if let Some(n) = args.repeat {
+        report_times(&chain, &batch, n.max(1), &timings, cache.as_deref())?;
+    }
     let processed = chain
-        .process(Batch::new(signal, payload, items))
+        .process(batch)
         .map_err(|e| anyhow::anyhow!("the batch was rejected: {e}"))?;
     let mut out = serde_json::Map::new();
     for (route, batch) in processed.outputs {
@@ -71,7 +120,40 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
     }
 }
 
-fn links(args: &Args, runtime: &PluginRuntime, signal: Signal) -> anyhow::Result<Vec<ChainLink>> {
+/// How long one plugin took to compile (or load from the cache) and to
+/// instantiate and `init`.
+struct LoadTimes {
+    name: String,
+    compile: std::time::Duration,
+    instantiate: std::time::Duration,
+}
+
+fn load_timed(
+    runtime: &PluginRuntime,
+    name: &str,
+    pc: &PluginConfig,
+    here: &Path,
+) -> anyhow::Result<(Arc<dyn weir_wasm::Runner>, LoadTimes)> {
+    let started = std::time::Instant::now();
+    let source = weir_wasm::WasmSource::read(pc, here)?;
+    if let Some(s) = &source {
+        runtime.prepare(s)?;
+    }
+    let compiled = std::time::Instant::now();
+    let runner = runtime.load_source(name, pc, source)?;
+    let times = LoadTimes {
+        name: name.to_string(),
+        compile: compiled - started,
+        instantiate: compiled.elapsed(),
+    };
+    Ok((runner, times))
+}
+
+fn links(
+    args: &Args,
+    runtime: &PluginRuntime,
+    signal: Signal,
+) -> anyhow::Result<(Vec<ChainLink>, Vec<LoadTimes>)> {
     let here = std::env::current_dir().unwrap_or_default();
     match (&args.wasm, &args.config) {
         (Some(wasm), None) => {
@@ -90,12 +172,17 @@ fn links(args: &Args, runtime: &PluginRuntime, signal: Signal) -> anyhow::Result
                 instances: 1,
                 config: table,
             };
-            let runner = runtime.load("plugin", &pc, &here)?;
-            Ok(vec![ChainLink {
-                name: "plugin".into(),
-                policy: FailurePolicy::Reject,
-                runner,
-            }])
+            let name = name_of(wasm);
+            let (runner, times) =
+                load_timed(runtime, &name, &pc, &here).with_context(|| format!("plugin {name}"))?;
+            Ok((
+                vec![ChainLink {
+                    name,
+                    policy: FailurePolicy::Reject,
+                    runner,
+                }],
+                vec![times],
+            ))
         }
         (None, Some(path)) => {
             let cfg = config::load_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -109,27 +196,69 @@ fn links(args: &Args, runtime: &PluginRuntime, signal: Signal) -> anyhow::Result
                     path.display()
                 )
             })?;
-            pipeline
-                .plugins
-                .iter()
-                .map(|n| {
-                    let pc = cfg
-                        .plugins
-                        .get(n)
-                        .with_context(|| format!("plugins.{n} is not defined"))?;
-                    let runner: Arc<dyn weir_wasm::Runner> = runtime
-                        .load(n, pc, &here)
-                        .with_context(|| format!("plugins.{n}"))?;
-                    Ok(ChainLink {
-                        name: n.clone(),
-                        policy: pc.on_error,
-                        runner,
-                    })
-                })
-                .collect()
+            let mut links = Vec::new();
+            let mut timings = Vec::new();
+            for n in &pipeline.plugins {
+                let pc = cfg
+                    .plugins
+                    .get(n)
+                    .with_context(|| format!("plugins.{n} is not defined"))?;
+                let (runner, times) =
+                    load_timed(runtime, n, pc, &here).with_context(|| format!("plugins.{n}"))?;
+                links.push(ChainLink {
+                    name: n.clone(),
+                    policy: pc.on_error,
+                    runner,
+                });
+                timings.push(times);
+            }
+            Ok((links, timings))
         }
         _ => bail!("give either --wasm FILE (one plugin) or --config FILE (a pipeline's chain)"),
     }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `--repeat N`: the chain over the input N times, and what each step cost.
+fn report_times(
+    chain: &weir_wasm::PluginChain,
+    batch: &Batch,
+    n: u32,
+    timings: &[LoadTimes],
+    cache: Option<&Path>,
+) -> anyhow::Result<()> {
+    let cache = cache.map_or_else(|| "no cache".into(), |d| format!("cache {}", d.display()));
+    for t in timings {
+        eprintln!(
+            "{}: compile {:.1} ms ({cache}), instantiate + init {:.2} ms",
+            t.name,
+            ms(t.compile),
+            ms(t.instantiate)
+        );
+    }
+    let mut calls = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let started = std::time::Instant::now();
+        chain
+            .process(batch.clone())
+            .map_err(|e| anyhow::anyhow!("the batch was rejected: {e}"))?;
+        calls.push(started.elapsed());
+    }
+    calls.sort();
+    let pick = |q: f64| ms(calls[((calls.len() - 1) as f64 * q).round() as usize]);
+    eprintln!(
+        "chain over {} {} x {n}: min {:.3} ms, median {:.3} ms, p90 {:.3} ms, max {:.3} ms per call",
+        batch.items,
+        batch.signal.item_noun(),
+        pick(0.0),
+        pick(0.5),
+        pick(0.9),
+        pick(1.0)
+    );
+    Ok(())
 }
 
 fn read_table(path: &Path) -> anyhow::Result<toml::Table> {
