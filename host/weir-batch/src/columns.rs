@@ -2,8 +2,9 @@
 //! encoded as wit/plugin.wit describes.
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use weir_plugin_sdk::glob::GlobSet;
 use weir_plugin_sdk::types::tag;
-use weir_plugin_sdk::{AttributeTable, Column, Field, Level};
+use weir_plugin_sdk::{AttributeTable, Column, Field, Level, ValueRef};
 
 use crate::tree::{Index, Otlp, point_time};
 
@@ -131,6 +132,7 @@ pub fn read_field(tree: &Otlp, ix: &Index, field: Field) -> Column {
                 match field {
                     Field::Name => out.extend_from_slice(metric.name.as_bytes()),
                     Field::Unit => out.extend_from_slice(metric.unit.as_bytes()),
+                    Field::Description => out.extend_from_slice(metric.description.as_bytes()),
                     Field::Time => out.extend_from_slice(&point_time(metric, j).to_le_bytes()),
                     _ => {}
                 }
@@ -139,4 +141,184 @@ pub fn read_field(tree: &Otlp, ix: &Index, field: Field) -> Column {
         col.end_entry();
     }
     col
+}
+
+/// A plain field of every entity at `level` (weir:plugin@0.2.0): items as
+/// [`read_field`]; event name and time; link ids, trace state and flags;
+/// metric name, description and unit; exemplar time and ids. An entity
+/// without the field has an empty entry.
+pub fn read_field_at(tree: &Otlp, ix: &Index, level: Level, field: Field) -> Column {
+    if level == Level::Item {
+        return read_field(tree, ix, field);
+    }
+    let count = ix.count(level);
+    let mut col = Column::with_capacity(count, count * 16);
+    for e in 0..count {
+        let out = &mut col.data;
+        match level {
+            Level::Event => {
+                if let Some(ev) = tree.event(ix, e) {
+                    match field {
+                        Field::Name => out.extend_from_slice(ev.name.as_bytes()),
+                        Field::Time => out.extend_from_slice(&ev.time_unix_nano.to_le_bytes()),
+                        _ => {}
+                    }
+                }
+            }
+            Level::Link => {
+                if let Some(l) = tree.link(ix, e) {
+                    match field {
+                        Field::TraceId => out.extend_from_slice(&l.trace_id),
+                        Field::SpanId => out.extend_from_slice(&l.span_id),
+                        Field::TraceState => out.extend_from_slice(l.trace_state.as_bytes()),
+                        Field::Flags => out.extend_from_slice(&l.flags.to_le_bytes()),
+                        _ => {}
+                    }
+                }
+            }
+            Level::Metric => {
+                if let Some(m) = tree.metric(ix, e) {
+                    match field {
+                        Field::Name => out.extend_from_slice(m.name.as_bytes()),
+                        Field::Description => out.extend_from_slice(m.description.as_bytes()),
+                        Field::Unit => out.extend_from_slice(m.unit.as_bytes()),
+                        _ => {}
+                    }
+                }
+            }
+            Level::Exemplar => {
+                if let Some(x) = tree.exemplar(ix, e) {
+                    match field {
+                        Field::Time => out.extend_from_slice(&x.time_unix_nano.to_le_bytes()),
+                        Field::TraceId => out.extend_from_slice(&x.trace_id),
+                        Field::SpanId => out.extend_from_slice(&x.span_id),
+                        _ => {}
+                    }
+                }
+            }
+            Level::Resource | Level::Scope | Level::Item => {}
+        }
+        col.end_entry();
+    }
+    col
+}
+
+/// The levels from `level` up to the resource, each with the index of every
+/// `level` entity's ancestor there.
+fn chain(ix: &Index, level: Level) -> Vec<(Level, Vec<u32>)> {
+    let mut out = vec![(level, (0..ix.count(level) as u32).collect())];
+    let mut current = level;
+    while let Some(parent) = current.parent() {
+        out.push((parent, ix.ancestors(level, parent)));
+        current = parent;
+    }
+    out
+}
+
+/// One attribute of every entity at `level`, from the nearest entity up the
+/// tree that has it (tag 0 where none has).
+pub fn read_attribute_inherited(tree: &Otlp, ix: &Index, level: Level, key: &str) -> Column {
+    let count = ix.count(level);
+    let levels = chain(ix, level);
+    let mut col = Column::with_capacity(count, count * 16);
+    for e in 0..count {
+        let found = levels.iter().find_map(|(l, anc)| {
+            let at = *anc.get(e)? as usize;
+            find(tree.attrs(ix, *l, at), key)
+        });
+        encode_any(found, &mut col.data);
+        col.end_entry();
+    }
+    col
+}
+
+/// Which values a match selects (weir:plugin@0.2.0 `matcher`).
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    AnyOf(Vec<String>),
+    Glob(GlobSet),
+    Present,
+    Absent,
+}
+
+impl Matcher {
+    fn hits(&self, text: Option<&str>) -> bool {
+        match (self, text) {
+            (Matcher::Absent, t) => t.is_none(),
+            (_, None) => false,
+            (Matcher::Present, Some(_)) => true,
+            (Matcher::AnyOf(set), Some(t)) => set.iter().any(|s| s == t),
+            (Matcher::Glob(g), Some(t)) => g.matches(t),
+        }
+    }
+}
+
+/// A field entry as the text a matcher compares: UTF-8 fields as they are,
+/// ids as lowercase hex, numbers in decimal, a log body by its value's text.
+fn field_text(field: Field, bytes: &[u8]) -> Option<String> {
+    use Field as F;
+    match field {
+        F::Body => ValueRef::decode(bytes).to_text(),
+        F::TraceId | F::SpanId | F::ParentSpanId => {
+            (!bytes.is_empty()).then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
+        }
+        F::Kind | F::StatusCode | F::SeverityNumber => <[u8; 4]>::try_from(bytes)
+            .ok()
+            .map(|b| i32::from_le_bytes(b).to_string()),
+        F::Flags => <[u8; 4]>::try_from(bytes)
+            .ok()
+            .map(|b| u32::from_le_bytes(b).to_string()),
+        F::StartTime | F::EndTime | F::Time | F::ObservedTime => <[u8; 8]>::try_from(bytes)
+            .ok()
+            .map(|b| u64::from_le_bytes(b).to_string()),
+        _ => std::str::from_utf8(bytes).ok().map(str::to_string),
+    }
+}
+
+/// The entities at `level` whose field matches.
+pub fn match_field(tree: &Otlp, ix: &Index, level: Level, field: Field, m: &Matcher) -> Vec<u32> {
+    let col = read_field_at(tree, ix, level, field);
+    (0..col.len())
+        .filter(|&i| {
+            let bytes = col.get(i);
+            let text = if bytes.is_empty() && field != Field::Body {
+                // Text fields: empty is a value; the rest: empty is absent.
+                matches!(
+                    field,
+                    Field::Name
+                        | Field::StatusMessage
+                        | Field::TraceState
+                        | Field::SeverityText
+                        | Field::EventName
+                        | Field::Unit
+                        | Field::Description
+                )
+                .then(String::new)
+            } else {
+                field_text(field, bytes)
+            };
+            m.hits(text.as_deref())
+        })
+        .map(|i| i as u32)
+        .collect()
+}
+
+/// The entities at `level` whose attribute `key` (inherited when asked) matches.
+pub fn match_attribute(
+    tree: &Otlp,
+    ix: &Index,
+    level: Level,
+    key: &str,
+    m: &Matcher,
+    inherited: bool,
+) -> Vec<u32> {
+    let col = if inherited {
+        read_attribute_inherited(tree, ix, level, key)
+    } else {
+        read_attribute(tree, ix, level, key)
+    };
+    (0..col.len())
+        .filter(|&i| m.hits(col.value(i).to_text().as_deref()))
+        .map(|i| i as u32)
+        .collect()
 }

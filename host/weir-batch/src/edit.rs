@@ -1,8 +1,9 @@
 //! Applying a plugin's edits natively, and converting contract values to OTLP.
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value};
+use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Status;
-use weir_plugin_sdk::{Edit, Field, Value};
+use weir_plugin_sdk::{Edit, Field, Level, Value};
 
 use crate::BatchError;
 use crate::tree::{Index, Otlp};
@@ -79,66 +80,137 @@ pub fn apply(tree: &mut Otlp, ix: &Index, edit: Edit) -> Result<(), BatchError> 
             entity,
             key,
             value,
+        } => set_attribute(tree, ix, level, entity, key, value.map(to_any).transpose()?),
+        Edit::AttributeMany {
+            level,
+            entities,
+            key,
+            value,
         } => {
-            let attrs = tree
-                .attrs_mut(ix, level, entity as usize)
-                .ok_or_else(|| BatchError::Invalid(format!("no {level:?} entity {entity}")))?;
-            match value {
-                Some(v) => {
-                    let any = to_any(v)?;
-                    match attrs.iter_mut().find(|kv| kv.key == key) {
-                        Some(kv) => kv.value = Some(any),
-                        None => attrs.push(KeyValue {
-                            key,
-                            value: Some(any),
-                            ..Default::default()
-                        }),
-                    }
+            let any = value.map(to_any).transpose()?;
+            for entity in entities {
+                set_attribute(tree, ix, level, entity, key.clone(), any.clone())?;
+            }
+            Ok(())
+        }
+        Edit::Field { field, item, value } => set_item_field(tree, ix, item, field, value),
+        Edit::EntityField {
+            level: Level::Item,
+            entity,
+            field,
+            value,
+        } => set_item_field(tree, ix, entity, field, value),
+        Edit::EntityField {
+            level: Level::Event,
+            entity,
+            field: Field::Name,
+            value,
+        } => {
+            let event = tree
+                .event_mut(ix, entity as usize)
+                .ok_or_else(|| BatchError::Invalid(format!("no event {entity}")))?;
+            event.name = as_string(value, "event name")?;
+            Ok(())
+        }
+        Edit::EntityField {
+            level: Level::Metric,
+            entity,
+            field,
+            value,
+        } => {
+            let metric = tree
+                .metric_mut(ix, entity as usize)
+                .ok_or_else(|| BatchError::Invalid(format!("no metric {entity}")))?;
+            set_metric_field(metric, field, value)
+        }
+        Edit::EntityField { level, field, .. } => Err(BatchError::Invalid(format!(
+            "field {field:?} cannot be set on {level:?}"
+        ))),
+    }
+}
+
+fn set_attribute(
+    tree: &mut Otlp,
+    ix: &Index,
+    level: Level,
+    entity: u32,
+    key: String,
+    value: Option<AnyValue>,
+) -> Result<(), BatchError> {
+    let attrs = tree
+        .attrs_mut(ix, level, entity as usize)
+        .ok_or_else(|| BatchError::Invalid(format!("no {level:?} entity {entity}")))?;
+    match value {
+        Some(any) => match attrs.iter_mut().find(|kv| kv.key == key) {
+            Some(kv) => kv.value = Some(any),
+            None => attrs.push(KeyValue {
+                key,
+                value: Some(any),
+                ..Default::default()
+            }),
+        },
+        None => attrs.retain(|kv| kv.key != key),
+    }
+    Ok(())
+}
+
+fn set_metric_field(metric: &mut Metric, field: Field, value: Value) -> Result<(), BatchError> {
+    match field {
+        Field::Name => metric.name = as_string(value, "name")?,
+        Field::Unit => metric.unit = as_string(value, "unit")?,
+        Field::Description => metric.description = as_string(value, "description")?,
+        _ => {
+            return Err(BatchError::Invalid(format!(
+                "field {field:?} cannot be set on a metric"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn set_item_field(
+    tree: &mut Otlp,
+    ix: &Index,
+    item: u32,
+    field: Field,
+    value: Value,
+) -> Result<(), BatchError> {
+    let [sc, i, _] = *ix
+        .items
+        .get(item as usize)
+        .ok_or_else(|| BatchError::Invalid(format!("no item {item}")))?;
+    let [r, s] = ix.scopes[sc as usize];
+    let (r, s, i) = (r as usize, s as usize, i as usize);
+    match tree {
+        Otlp::Traces(q) => {
+            let span = &mut q.resource_spans[r].scope_spans[s].spans[i];
+            match field {
+                Field::Name => span.name = as_string(value, "name")?,
+                Field::Kind => span.kind = as_i32(&value, "kind")?,
+                Field::StatusCode => {
+                    span.status.get_or_insert_with(Status::default).code = as_i32(&value, "status code")?
                 }
-                None => attrs.retain(|kv| kv.key != key),
+                Field::StatusMessage => {
+                    span.status.get_or_insert_with(Status::default).message =
+                        as_string(value, "status message")?
+                }
+                Field::TraceState => span.trace_state = as_string(value, "trace state")?,
+                _ => {}
             }
         }
-        Edit::Field { field, item, value } => {
-            let [sc, i, _] = ix.items[item as usize];
-            let [r, s] = ix.scopes[sc as usize];
-            let (r, s, i) = (r as usize, s as usize, i as usize);
-            match tree {
-                Otlp::Traces(q) => {
-                    let span = &mut q.resource_spans[r].scope_spans[s].spans[i];
-                    match field {
-                        Field::Name => span.name = as_string(value, "name")?,
-                        Field::Kind => span.kind = as_i32(&value, "kind")?,
-                        Field::StatusCode => {
-                            span.status.get_or_insert_with(Status::default).code =
-                                as_i32(&value, "status code")?
-                        }
-                        Field::StatusMessage => {
-                            span.status.get_or_insert_with(Status::default).message =
-                                as_string(value, "status message")?
-                        }
-                        Field::TraceState => span.trace_state = as_string(value, "trace state")?,
-                        _ => {}
-                    }
-                }
-                Otlp::Logs(q) => {
-                    let log = &mut q.resource_logs[r].scope_logs[s].log_records[i];
-                    match field {
-                        Field::Body => log.body = Some(to_any(value)?),
-                        Field::SeverityText => log.severity_text = as_string(value, "severity text")?,
-                        Field::SeverityNumber => log.severity_number = as_i32(&value, "severity number")?,
-                        Field::EventName => log.event_name = as_string(value, "event name")?,
-                        _ => {}
-                    }
-                }
-                Otlp::Metrics(q) => {
-                    let metric = &mut q.resource_metrics[r].scope_metrics[s].metrics[i];
-                    match field {
-                        Field::Name => metric.name = as_string(value, "name")?,
-                        Field::Unit => metric.unit = as_string(value, "unit")?,
-                        _ => {}
-                    }
-                }
+        Otlp::Logs(q) => {
+            let log = &mut q.resource_logs[r].scope_logs[s].log_records[i];
+            match field {
+                Field::Body => log.body = Some(to_any(value)?),
+                Field::SeverityText => log.severity_text = as_string(value, "severity text")?,
+                Field::SeverityNumber => log.severity_number = as_i32(&value, "severity number")?,
+                Field::EventName => log.event_name = as_string(value, "event name")?,
+                _ => {}
             }
+        }
+        Otlp::Metrics(q) => {
+            let metric = &mut q.resource_metrics[r].scope_metrics[s].metrics[i];
+            set_metric_field(metric, field, value)?;
         }
     }
     Ok(())

@@ -6,6 +6,8 @@
 //! or hands back the original bytes untouched when no plugin changed anything.
 
 mod columns;
+
+pub use columns::Matcher;
 mod edit;
 mod output;
 mod tree;
@@ -212,6 +214,29 @@ impl HostBatch {
             .zip(names.into_iter().zip(counts))
             .map(|(tree, (name, n))| (name, Batch::new(signal, encode(&tree), n)))
             .collect()
+    }
+}
+
+/// The reads weir:plugin@0.2.0 adds; the host's side of its bulk helpers.
+impl HostBatch {
+    pub fn ancestors(&self, level: Level, of: Level) -> Vec<u32> {
+        self.index.ancestors(level, of)
+    }
+
+    pub fn read_field_at(&self, level: Level, field: Field) -> Column {
+        columns::read_field_at(&self.tree, &self.index, level, field)
+    }
+
+    pub fn read_attribute_inherited(&self, level: Level, key: &str) -> Column {
+        columns::read_attribute_inherited(&self.tree, &self.index, level, key)
+    }
+
+    pub fn match_field(&self, level: Level, field: Field, m: &Matcher) -> Vec<u32> {
+        columns::match_field(&self.tree, &self.index, level, field, m)
+    }
+
+    pub fn match_attribute(&self, level: Level, key: &str, m: &Matcher, inherited: bool) -> Vec<u32> {
+        columns::match_attribute(&self.tree, &self.index, level, key, m, inherited)
     }
 }
 

@@ -305,3 +305,172 @@ fn a_replacement_of_another_signal_is_refused_before_anything_is_discarded() {
     assert_eq!(shape, hb.shape());
     assert_eq!(shape.items(), 3);
 }
+
+mod v0_2 {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Exemplar, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric,
+    };
+
+    use super::*;
+    use crate::Matcher;
+
+    fn metrics_batch() -> Batch {
+        let point = |n: u8| NumberDataPoint {
+            attributes: vec![kv("p", &n.to_string())],
+            exemplars: vec![Exemplar {
+                filtered_attributes: vec![kv("user.email", "a@b.c")],
+                trace_id: vec![n; 16],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let metric = |name: &str, points: Vec<NumberDataPoint>| Metric {
+            name: name.into(),
+            description: format!("{name} described"),
+            unit: "ms".into(),
+            metadata: vec![kv("owner", "team-a")],
+            data: Some(metric::Data::Gauge(Gauge { data_points: points })),
+        };
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", "svc"), kv("tier", "gold")],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        attributes: vec![kv("tier", "silver")],
+                        ..Default::default()
+                    }),
+                    metrics: vec![
+                        metric("m1", vec![point(1), point(2)]),
+                        metric("m2", vec![point(3)]),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        Batch::new(
+            weir_pipeline::Signal::Metrics,
+            Bytes::from(req.encode_to_vec()),
+            3,
+        )
+    }
+
+    #[test]
+    fn metrics_and_exemplars_are_levels_with_fields_and_attributes() {
+        let hb = HostBatch::decode(&metrics_batch()).expect("decode");
+        let shape = hb.shape();
+        assert_eq!(shape.count(Level::Metric), 2);
+        assert_eq!(shape.count(Level::Exemplar), 3);
+        assert_eq!(hb.owners(Level::Metric), vec![0, 0]);
+        assert_eq!(hb.owners(Level::Exemplar), vec![0, 1, 2]);
+        assert_eq!(hb.ancestors(Level::Item, Level::Metric), vec![0, 0, 1]);
+        assert_eq!(hb.ancestors(Level::Exemplar, Level::Metric), vec![0, 0, 1]);
+        assert_eq!(hb.ancestors(Level::Exemplar, Level::Resource), vec![0, 0, 0]);
+        let desc = hb.read_field_at(Level::Metric, Field::Description);
+        assert_eq!((desc.str(0), desc.str(1)), ("m1 described", "m2 described"));
+        assert_eq!(hb.read_field(Field::Description).str(2), "m2 described");
+        let ex = hb.read_attribute(Level::Exemplar, "user.email");
+        assert_eq!(ex.value(2), ValueRef::Str("a@b.c"));
+        assert_eq!(
+            hb.read_attribute(Level::Metric, "owner").value(1),
+            ValueRef::Str("team-a")
+        );
+        assert_eq!(
+            hb.read_field_at(Level::Exemplar, Field::TraceId).get(1),
+            &[2u8; 16]
+        );
+    }
+
+    #[test]
+    fn inherited_reads_and_matches_run_on_the_host() {
+        let hb = HostBatch::decode(&metrics_batch()).expect("decode");
+        // tier: the scope's "silver" hides the resource's "gold"; service.name comes from the resource.
+        let tier = hb.read_attribute_inherited(Level::Item, "tier");
+        assert!((0..3).all(|i| tier.value(i) == ValueRef::Str("silver")));
+        let svc = hb.read_attribute_inherited(Level::Exemplar, "service.name");
+        assert_eq!(svc.value(0), ValueRef::Str("svc"));
+        let absent = hb.read_attribute_inherited(Level::Item, "nope");
+        assert_eq!(absent.get(0), &[0u8], "absent is exactly the byte 0");
+        let any = |v: &[&str]| Matcher::AnyOf(v.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            hb.match_attribute(Level::Item, "p", &any(&["1", "3"]), false),
+            vec![0, 2]
+        );
+        assert_eq!(
+            hb.match_attribute(Level::Item, "tier", &any(&["silver"]), true),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            hb.match_attribute(Level::Item, "tier", &Matcher::Absent, false),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            hb.match_field(
+                Level::Metric,
+                Field::Name,
+                &Matcher::Glob(weir_plugin_sdk::glob::GlobSet::new(&["m2*"]))
+            ),
+            vec![1]
+        );
+    }
+
+    #[test]
+    fn edits_reach_metrics_exemplars_and_event_names() {
+        let mut hb = HostBatch::decode(&metrics_batch()).expect("decode");
+        let changes = Changes {
+            edits: vec![
+                Edit::AttributeMany {
+                    level: Level::Exemplar,
+                    entities: vec![0, 1, 2],
+                    key: "user.email".into(),
+                    value: Some(Value::Str("***".into())),
+                },
+                Edit::EntityField {
+                    level: Level::Metric,
+                    entity: 1,
+                    field: Field::Description,
+                    value: Value::Str("redacted".into()),
+                },
+            ],
+            ..Changes::default()
+        };
+        hb.apply(changes).expect("valid");
+        assert!(
+            (0..3).all(|i| hb.read_attribute(Level::Exemplar, "user.email").value(i) == ValueRef::Str("***"))
+        );
+        assert_eq!(
+            hb.read_field_at(Level::Metric, Field::Description).str(1),
+            "redacted"
+        );
+
+        let mut traces = HostBatch::decode(&batch()).expect("decode");
+        let rename = Changes {
+            edits: vec![Edit::EntityField {
+                level: Level::Event,
+                entity: 2,
+                field: Field::Name,
+                value: Value::Str("hidden".into()),
+            }],
+            ..Changes::default()
+        };
+        traces.apply(rename).expect("valid");
+        let names = traces.read_field_at(Level::Event, Field::Name);
+        assert_eq!((names.str(0), names.str(2)), ("ev", "hidden"));
+        let bad = Changes {
+            edits: vec![Edit::EntityField {
+                level: Level::Link,
+                entity: 0,
+                field: Field::Name,
+                value: Value::Str("x".into()),
+            }],
+            ..Changes::default()
+        };
+        let err = traces.apply(bad).expect_err("links have no settable name");
+        assert!(err.to_string().contains("cannot be set on Traces Link"), "{err}");
+    }
+}

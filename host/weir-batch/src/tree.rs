@@ -6,7 +6,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::{Metric, metric};
+use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric};
 use weir_plugin_sdk::Level;
 
 pub enum Otlp {
@@ -17,7 +17,9 @@ pub enum Otlp {
 
 /// Entity numbering: `scopes[e] = [resource, scope within resource]`,
 /// `items[e] = [scope entity, i, j]` (i: item within scope, or the metric for
-/// metrics, j: the data point within the metric), `events/links[e] = [item, k]`.
+/// metrics, j: the data point within the metric), `events/links[e] = [item, k]`,
+/// `metrics[e] = [scope entity, metric within scope]` with `item_metric[item]`
+/// its metric entity, `exemplars[e] = [item, k]`.
 #[derive(Default, Debug, Clone)]
 pub struct Index {
     pub resources: u32,
@@ -25,6 +27,9 @@ pub struct Index {
     pub items: Vec<[u32; 3]>,
     pub events: Vec<[u32; 2]>,
     pub links: Vec<[u32; 2]>,
+    pub metrics: Vec<[u32; 2]>,
+    pub item_metric: Vec<u32>,
+    pub exemplars: Vec<[u32; 2]>,
 }
 
 impl Index {
@@ -35,6 +40,8 @@ impl Index {
             Level::Item => self.items.len(),
             Level::Event => self.events.len(),
             Level::Link => self.links.len(),
+            Level::Metric => self.metrics.len(),
+            Level::Exemplar => self.exemplars.len(),
         }
     }
 
@@ -45,7 +52,45 @@ impl Index {
             Level::Item => self.items.iter().map(|i| i[0]).collect(),
             Level::Event => self.events.iter().map(|e| e[0]).collect(),
             Level::Link => self.links.iter().map(|l| l[0]).collect(),
+            Level::Metric => self.metrics.iter().map(|m| m[0]).collect(),
+            Level::Exemplar => self.exemplars.iter().map(|x| x[0]).collect(),
         }
+    }
+
+    /// Each entity's ancestor at level `of` (empty unless `of` is above `level`).
+    pub fn ancestors(&self, level: Level, of: Level) -> Vec<u32> {
+        if level == of {
+            return Vec::new();
+        }
+        // Data points reach their metric directly, not through their parent.
+        if of == Level::Metric {
+            return match level {
+                Level::Item => self.item_metric.clone(),
+                Level::Exemplar => self
+                    .exemplars
+                    .iter()
+                    .map(|x| self.item_metric.get(x[0] as usize).copied().unwrap_or(0))
+                    .collect(),
+                _ => Vec::new(),
+            };
+        }
+        let mut current = level;
+        let mut up: Option<Vec<u32>> = None;
+        while let Some(parent) = current.parent() {
+            let step = self.owners(current);
+            up = Some(match up {
+                None => step,
+                Some(prev) => prev
+                    .iter()
+                    .map(|&e| step.get(e as usize).copied().unwrap_or(0))
+                    .collect(),
+            });
+            if parent == of {
+                return up.unwrap_or_default();
+            }
+            current = parent;
+        }
+        Vec::new()
     }
 }
 
@@ -76,6 +121,31 @@ macro_rules! point_field {
             None => None,
         }
     };
+}
+
+/// Number of exemplars of data point `p` (summaries have none).
+pub fn exemplar_count(m: &Metric, p: usize) -> usize {
+    exemplars(m, p).map_or(0, <[Exemplar]>::len)
+}
+
+pub fn exemplars(m: &Metric, p: usize) -> Option<&[Exemplar]> {
+    match &m.data {
+        Some(metric::Data::Gauge(g)) => g.data_points.get(p).map(|d| &d.exemplars[..]),
+        Some(metric::Data::Sum(s)) => s.data_points.get(p).map(|d| &d.exemplars[..]),
+        Some(metric::Data::Histogram(h)) => h.data_points.get(p).map(|d| &d.exemplars[..]),
+        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.get(p).map(|d| &d.exemplars[..]),
+        Some(metric::Data::Summary(_)) | None => None,
+    }
+}
+
+fn exemplars_mut(m: &mut Metric, p: usize) -> Option<&mut Vec<Exemplar>> {
+    match &mut m.data {
+        Some(metric::Data::Gauge(g)) => g.data_points.get_mut(p).map(|d| &mut d.exemplars),
+        Some(metric::Data::Sum(s)) => s.data_points.get_mut(p).map(|d| &mut d.exemplars),
+        Some(metric::Data::Histogram(h)) => h.data_points.get_mut(p).map(|d| &mut d.exemplars),
+        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.get_mut(p).map(|d| &mut d.exemplars),
+        Some(metric::Data::Summary(_)) | None => None,
+    }
 }
 
 pub fn point_attrs(m: &Metric, p: usize) -> Option<&Vec<KeyValue>> {
@@ -134,8 +204,15 @@ impl Otlp {
                         let scope = n(ix.scopes.len());
                         ix.scopes.push([n(r), n(s)]);
                         for (m, metric) in sm.metrics.iter().enumerate() {
-                            ix.items
-                                .extend((0..point_count(metric)).map(|p| [scope, n(m), n(p)]));
+                            let metric_entity = n(ix.metrics.len());
+                            ix.metrics.push([scope, n(m)]);
+                            for p in 0..point_count(metric) {
+                                let item = n(ix.items.len());
+                                ix.items.push([scope, n(m), n(p)]);
+                                ix.item_metric.push(metric_entity);
+                                ix.exemplars
+                                    .extend((0..exemplar_count(metric, p)).map(|k| [item, n(k)]));
+                            }
                         }
                     }
                 }
@@ -218,8 +295,90 @@ impl Otlp {
                 let (r, s, i, _) = item_of(it)?;
                 Some(&q.resource_spans[r].scope_spans[s].spans[i].links[k as usize].attributes)
             }
+            (Otlp::Metrics(q), Level::Metric) => {
+                let [sc, m] = *ix.metrics.get(e)?;
+                let (r, s) = scope_of(sc)?;
+                Some(&q.resource_metrics[r].scope_metrics[s].metrics[m as usize].metadata)
+            }
+            (Otlp::Metrics(q), Level::Exemplar) => {
+                let [it, k] = *ix.exemplars.get(e)?;
+                let (r, s, m, p) = item_of(it)?;
+                let x = exemplars(&q.resource_metrics[r].scope_metrics[s].metrics[m], p)?;
+                Some(&x.get(k as usize)?.filtered_attributes)
+            }
             _ => None,
         }
+    }
+
+    /// The metric of a metric entity.
+    pub fn metric(&self, ix: &Index, e: usize) -> Option<&Metric> {
+        let Otlp::Metrics(q) = self else { return None };
+        let [sc, m] = *ix.metrics.get(e)?;
+        let [r, s] = *ix.scopes.get(sc as usize)?;
+        q.resource_metrics
+            .get(r as usize)?
+            .scope_metrics
+            .get(s as usize)?
+            .metrics
+            .get(m as usize)
+    }
+
+    pub fn metric_mut(&mut self, ix: &Index, e: usize) -> Option<&mut Metric> {
+        let Otlp::Metrics(q) = self else { return None };
+        let [sc, m] = *ix.metrics.get(e)?;
+        let [r, s] = *ix.scopes.get(sc as usize)?;
+        q.resource_metrics
+            .get_mut(r as usize)?
+            .scope_metrics
+            .get_mut(s as usize)?
+            .metrics
+            .get_mut(m as usize)
+    }
+
+    /// One exemplar of a metrics batch.
+    pub fn exemplar(&self, ix: &Index, e: usize) -> Option<&Exemplar> {
+        let [it, k] = *ix.exemplars.get(e)?;
+        let [sc, m, p] = *ix.items.get(it as usize)?;
+        let [r, s] = *ix.scopes.get(sc as usize)?;
+        let Otlp::Metrics(q) = self else { return None };
+        let metric = &q.resource_metrics[r as usize].scope_metrics[s as usize].metrics[m as usize];
+        exemplars(metric, p as usize)?.get(k as usize)
+    }
+
+    /// One span event of a traces batch.
+    pub fn event(&self, ix: &Index, e: usize) -> Option<&opentelemetry_proto::tonic::trace::v1::span::Event> {
+        let [it, k] = *ix.events.get(e)?;
+        let [sc, i, _] = *ix.items.get(it as usize)?;
+        let [r, s] = *ix.scopes.get(sc as usize)?;
+        let Otlp::Traces(q) = self else { return None };
+        q.resource_spans[r as usize].scope_spans[s as usize].spans[i as usize]
+            .events
+            .get(k as usize)
+    }
+
+    pub fn event_mut(
+        &mut self,
+        ix: &Index,
+        e: usize,
+    ) -> Option<&mut opentelemetry_proto::tonic::trace::v1::span::Event> {
+        let [it, k] = *ix.events.get(e)?;
+        let [sc, i, _] = *ix.items.get(it as usize)?;
+        let [r, s] = *ix.scopes.get(sc as usize)?;
+        let Otlp::Traces(q) = self else { return None };
+        q.resource_spans[r as usize].scope_spans[s as usize].spans[i as usize]
+            .events
+            .get_mut(k as usize)
+    }
+
+    /// One span link of a traces batch.
+    pub fn link(&self, ix: &Index, e: usize) -> Option<&opentelemetry_proto::tonic::trace::v1::span::Link> {
+        let [it, k] = *ix.links.get(e)?;
+        let [sc, i, _] = *ix.items.get(it as usize)?;
+        let [r, s] = *ix.scopes.get(sc as usize)?;
+        let Otlp::Traces(q) = self else { return None };
+        q.resource_spans[r as usize].scope_spans[s as usize].spans[i as usize]
+            .links
+            .get(k as usize)
     }
 
     /// Mutable attributes of one entity, creating an empty resource or scope
@@ -304,6 +463,17 @@ impl Otlp {
                 let [it, k] = *ix.links.get(e)?;
                 let (r, s, i, _) = item_of(it)?;
                 Some(&mut q.resource_spans[r].scope_spans[s].spans[i].links[k as usize].attributes)
+            }
+            (Otlp::Metrics(q), Level::Metric) => {
+                let [sc, m] = *ix.metrics.get(e)?;
+                let (r, s) = scope_of(sc)?;
+                Some(&mut q.resource_metrics[r].scope_metrics[s].metrics[m as usize].metadata)
+            }
+            (Otlp::Metrics(q), Level::Exemplar) => {
+                let [it, k] = *ix.exemplars.get(e)?;
+                let (r, s, m, p) = item_of(it)?;
+                let x = exemplars_mut(&mut q.resource_metrics[r].scope_metrics[s].metrics[m], p)?;
+                Some(&mut x.get_mut(k as usize)?.filtered_attributes)
             }
             _ => None,
         }

@@ -21,16 +21,57 @@ pub enum Level {
     Event,
     /// Span links.
     Link,
+    /// Metrics (weir:plugin@0.2.0): a metric's name, description, unit and
+    /// metadata attributes; the parent of its data points.
+    Metric,
+    /// Exemplars of metric data points (weir:plugin@0.2.0).
+    Exemplar,
 }
 
 impl Level {
-    pub const ALL: [Level; 5] = [
+    pub const ALL: [Level; 7] = [
+        Level::Resource,
+        Level::Scope,
+        Level::Item,
+        Level::Event,
+        Level::Link,
+        Level::Metric,
+        Level::Exemplar,
+    ];
+
+    /// The levels weir:plugin@0.1.0 has.
+    pub const V0_1: [Level; 5] = [
         Level::Resource,
         Level::Scope,
         Level::Item,
         Level::Event,
         Level::Link,
     ];
+
+    /// Position in [`Level::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Level::Resource => 0,
+            Level::Scope => 1,
+            Level::Item => 2,
+            Level::Event => 3,
+            Level::Link => 4,
+            Level::Metric => 5,
+            Level::Exemplar => 6,
+        }
+    }
+
+    /// The parent level (`None` for resources). Data points (items of
+    /// metrics) have scopes as parents, as in 0.1.0; their metric is an
+    /// ancestor reached with `ancestors(item, metric)`.
+    pub fn parent(self) -> Option<Level> {
+        match self {
+            Level::Resource => None,
+            Level::Scope => Some(Level::Resource),
+            Level::Metric | Level::Item => Some(Level::Scope),
+            Level::Event | Level::Link | Level::Exemplar => Some(Level::Item),
+        }
+    }
 }
 
 /// Plain per-item fields (which signal has which: see wit/plugin.wit).
@@ -54,6 +95,8 @@ pub enum Field {
     ObservedTime,
     EventName,
     Unit,
+    /// A metric's description (weir:plugin@0.2.0).
+    Description,
 }
 
 /// One value per entity, all in one buffer.
@@ -278,6 +321,21 @@ pub enum Edit {
     },
     /// Sets a plain field of one item.
     Field { field: Field, item: u32, value: Value },
+    /// The same attribute edit on many entities of one level (weir:plugin@0.2.0).
+    AttributeMany {
+        level: Level,
+        entities: Vec<u32>,
+        key: String,
+        value: Option<Value>,
+    },
+    /// Sets a plain field of any entity (weir:plugin@0.2.0): an item's, an
+    /// event's name, a metric's name, description or unit.
+    EntityField {
+        level: Level,
+        entity: u32,
+        field: Field,
+        value: Value,
+    },
 }
 
 /// Everything a plugin asked for in one call, applied by the host afterwards.

@@ -20,26 +20,16 @@ pub struct ChangeError(pub String);
 pub struct Shape {
     pub signal: Signal,
     /// Entities per level, in [`Level::ALL`] order.
-    pub counts: [u32; 5],
+    pub counts: [u32; 7],
 }
 
 impl Shape {
     pub fn count(&self, level: Level) -> u32 {
-        self.counts[level_index(level)]
+        self.counts[level.index()]
     }
 
     pub fn items(&self) -> u32 {
         self.count(Level::Item)
-    }
-}
-
-fn level_index(level: Level) -> usize {
-    match level {
-        Level::Resource => 0,
-        Level::Scope => 1,
-        Level::Item => 2,
-        Level::Event => 3,
-        Level::Link => 4,
     }
 }
 
@@ -56,14 +46,23 @@ pub enum FieldType {
 
 /// Whether plugins may set `field` on items of `signal`, and with what type.
 pub fn settable(signal: Signal, field: Field) -> Option<FieldType> {
+    settable_at(signal, Level::Item, field)
+}
+
+/// Whether plugins may set `field` on entities at `level` of `signal`, and
+/// with what type.
+pub fn settable_at(signal: Signal, level: Level, field: Field) -> Option<FieldType> {
     use Field as F;
-    match (signal, field) {
-        (Signal::Traces, F::Name | F::StatusMessage | F::TraceState) => Some(FieldType::Text),
-        (Signal::Traces, F::Kind | F::StatusCode) => Some(FieldType::Int32),
-        (Signal::Logs, F::Body) => Some(FieldType::Any),
-        (Signal::Logs, F::SeverityText | F::EventName) => Some(FieldType::Text),
-        (Signal::Logs, F::SeverityNumber) => Some(FieldType::Int32),
-        (Signal::Metrics, F::Name | F::Unit) => Some(FieldType::Text),
+    match (signal, level, field) {
+        (Signal::Traces, Level::Item, F::Name | F::StatusMessage | F::TraceState) => Some(FieldType::Text),
+        (Signal::Traces, Level::Item, F::Kind | F::StatusCode) => Some(FieldType::Int32),
+        (Signal::Traces, Level::Event, F::Name) => Some(FieldType::Text),
+        (Signal::Logs, Level::Item, F::Body) => Some(FieldType::Any),
+        (Signal::Logs, Level::Item, F::SeverityText | F::EventName) => Some(FieldType::Text),
+        (Signal::Logs, Level::Item, F::SeverityNumber) => Some(FieldType::Int32),
+        (Signal::Metrics, Level::Item | Level::Metric, F::Name | F::Unit | F::Description) => {
+            Some(FieldType::Text)
+        }
         _ => None,
     }
 }
@@ -108,45 +107,84 @@ pub fn check_edit(shape: &Shape, edit: &Edit) -> Result<(), ChangeError> {
                 check_value(v).map_err(|e| ChangeError(format!("attribute {key:?}: {e}")))?;
             }
         }
-        Edit::Field { field, item, value } => {
-            let n = shape.items();
-            if *item >= n {
+        Edit::AttributeMany {
+            level,
+            entities,
+            key,
+            value,
+        } => {
+            let count = shape.count(*level);
+            if let Some(e) = entities.iter().find(|&&e| e >= count) {
                 return Err(ChangeError(format!(
-                    "field edit names item {item}, but the batch has {n}"
+                    "attribute edit names {level:?} entity {e}, but the batch has {count}"
                 )));
             }
-            let Some(ty) = settable(shape.signal, *field) else {
-                return Err(ChangeError(format!(
-                    "field {field:?} cannot be set on {:?}",
-                    shape.signal
-                )));
-            };
-            let ok = match (ty, value) {
-                (FieldType::Text, Value::Str(_)) => true,
-                (FieldType::Int32, Value::Int(i)) => i32::try_from(*i).is_ok(),
-                (FieldType::Any, v) => {
-                    check_value(v).map_err(|e| ChangeError(format!("field {field:?}: {e}")))?;
-                    true
-                }
-                _ => false,
-            };
-            if !ok {
-                let want = match ty {
-                    FieldType::Text => "a str",
-                    FieldType::Int32 => "an int within 32 bits",
-                    FieldType::Any => "any value",
-                };
-                return Err(ChangeError(format!(
-                    "field edit of item {item} sets {field:?} to {} {}, but {field:?} takes {want}",
-                    type_name(value),
-                    match value {
-                        Value::Int(i) => i.to_string(),
-                        _ => String::new(),
-                    }
-                    .trim_end()
-                )));
+            if let Some(v) = value {
+                check_value(v).map_err(|e| ChangeError(format!("attribute {key:?}: {e}")))?;
             }
         }
+        Edit::Field { field, item, value } => check_field(shape, Level::Item, *item, *field, value)?,
+        Edit::EntityField {
+            level,
+            entity,
+            field,
+            value,
+        } => check_field(shape, *level, *entity, *field, value)?,
+    }
+    Ok(())
+}
+
+fn check_field(
+    shape: &Shape,
+    level: Level,
+    entity: u32,
+    field: Field,
+    value: &Value,
+) -> Result<(), ChangeError> {
+    let n = shape.count(level);
+    let what = if level == Level::Item {
+        "item".to_string()
+    } else {
+        format!("{level:?} entity")
+    };
+    if entity >= n {
+        return Err(ChangeError(format!(
+            "field edit names {what} {entity}, but the batch has {n}"
+        )));
+    }
+    let Some(ty) = settable_at(shape.signal, level, field) else {
+        let at = if level == Level::Item {
+            String::new()
+        } else {
+            format!(" {level:?}")
+        };
+        return Err(ChangeError(format!(
+            "field {field:?} cannot be set on {:?}{at}",
+            shape.signal
+        )));
+    };
+    let ok = match (ty, value) {
+        (FieldType::Text, Value::Str(_)) => true,
+        (FieldType::Int32, Value::Int(i)) => i32::try_from(*i).is_ok(),
+        (FieldType::Any, v) => {
+            check_value(v).map_err(|e| ChangeError(format!("field {field:?}: {e}")))?;
+            true
+        }
+        _ => false,
+    };
+    if !ok {
+        let want = match ty {
+            FieldType::Text => "a str",
+            FieldType::Int32 => "an int within 32 bits",
+            FieldType::Any => "any value",
+        };
+        let shown = match value {
+            Value::Int(i) => format!("int {i}"),
+            v => type_name(v).to_string(),
+        };
+        return Err(ChangeError(format!(
+            "field edit of {what} {entity} sets {field:?} to {shown}, but {field:?} takes {want}"
+        )));
     }
     Ok(())
 }
@@ -182,7 +220,7 @@ mod tests {
     fn shape(signal: Signal) -> Shape {
         Shape {
             signal,
-            counts: [1, 1, 3, 2, 0],
+            counts: [1, 1, 3, 2, 0, 0, 0],
         }
     }
 

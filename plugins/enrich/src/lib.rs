@@ -102,17 +102,14 @@ struct Step {
     levels: Vec<Level>,
     /// Per level (by [`level_index`]): does a later step touch it? Only then
     /// must this step record its edits in the overlay.
-    later: [bool; 5],
+    later: [bool; LEVELS],
 }
 
+/// Entity levels of the contract.
+const LEVELS: usize = Level::ALL.len();
+
 fn level_index(l: Level) -> usize {
-    match l {
-        Level::Resource => 0,
-        Level::Scope => 1,
-        Level::Item => 2,
-        Level::Event => 3,
-        Level::Link => 4,
-    }
+    l.index()
 }
 
 fn parse_level(key: &str, name: &str) -> Result<Level, String> {
@@ -249,7 +246,7 @@ fn compile(i: usize, c: &OpConfig) -> Result<Step, String> {
                 attrs: kube_attrs(&format!("{key}.kubernetes"), k)?,
             },
             levels: vec![Level::Resource],
-            later: [false; 5],
+            later: [false; LEVELS],
         });
     }
     let Some(level) = &c.level else {
@@ -319,7 +316,7 @@ fn compile(i: usize, c: &OpConfig) -> Result<Step, String> {
     Ok(Step {
         op,
         levels,
-        later: [false; 5],
+        later: [false; LEVELS],
     })
 }
 
@@ -337,7 +334,7 @@ impl Enrich {
             .map(|(i, op)| compile(i, op))
             .collect::<Result<Vec<_>, _>>()?;
         for i in 0..steps.len() {
-            let mut later = [false; 5];
+            let mut later = [false; LEVELS];
             for s in &steps[i + 1..] {
                 for &l in &s.levels {
                     later[level_index(l)] = true;
@@ -511,7 +508,7 @@ impl Plugin for Enrich {
             return Ok(());
         }
         let traces = batch.signal() == Signal::Traces;
-        let mut views: [Option<View<'_, '_>>; 5] = Default::default();
+        let mut views: [Option<View<'_, '_>>; LEVELS] = Default::default();
         let mut scratch = Vec::new();
         for step in &self.steps {
             for &level in &step.levels {

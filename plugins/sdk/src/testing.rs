@@ -29,12 +29,18 @@ use crate::types::{AttributeTable, Changes, Column, Edit, Field, Level, Signal, 
 use crate::validate::{Shape, check_changes};
 use crate::{Batch, Plugin, PluginError};
 
-/// A resource, scope, span event or span link: its parent and attributes.
+/// A resource, scope, span event, span link, metric or exemplar: its parent
+/// and attributes (and the name a span event or a metric has).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Node {
     /// Index of the parent entity (0 for resources).
     pub owner: u32,
     pub attributes: Vec<(String, Value)>,
+    /// A span event's or a metric's name.
+    pub name: String,
+    /// A metric's description and unit.
+    pub description: String,
+    pub unit: String,
 }
 
 /// One span, log record or metric data point, with every plain field of every
@@ -64,6 +70,8 @@ pub struct Item {
     pub observed_time: u64,
     pub event_name: String,
     pub unit: String,
+    /// The data point's metric description.
+    pub description: String,
     /// Set when a plugin dropped the item.
     pub dropped: bool,
     /// The last route a plugin gave the item (`None` = default route).
@@ -79,6 +87,8 @@ pub struct MemoryBatch {
     items: Vec<Item>,
     events: Vec<Node>,
     links: Vec<Node>,
+    metrics: Vec<Node>,
+    exemplars: Vec<Node>,
     replaced: Option<Vec<u8>>,
 }
 
@@ -254,6 +264,8 @@ impl MemoryBatch {
             items: Vec::new(),
             events: Vec::new(),
             links: Vec::new(),
+            metrics: Vec::new(),
+            exemplars: Vec::new(),
             replaced: None,
         }
     }
@@ -286,7 +298,7 @@ impl MemoryBatch {
             &mut self.scopes,
             Node {
                 owner,
-                attributes: Vec::new(),
+                ..Node::default()
             },
         );
         NodeBuilder { node }
@@ -332,7 +344,7 @@ impl MemoryBatch {
             &mut self.events,
             Node {
                 owner,
-                attributes: Vec::new(),
+                ..Node::default()
             },
         );
         NodeBuilder { node }
@@ -345,7 +357,7 @@ impl MemoryBatch {
             &mut self.links,
             Node {
                 owner,
-                attributes: Vec::new(),
+                ..Node::default()
             },
         );
         NodeBuilder { node }
@@ -402,33 +414,74 @@ impl MemoryBatch {
                 entity,
                 key,
                 value,
+            } => self.set_attr(*level, *entity as usize, key, value.as_ref()),
+            Edit::AttributeMany {
+                level,
+                entities,
+                key,
+                value,
             } => {
-                let attrs = self.attrs_mut(*level, *entity as usize);
-                match value {
-                    Some(v) => match attrs.iter_mut().find(|(k, _)| k == key) {
-                        Some(slot) => slot.1 = v.clone(),
-                        None => attrs.push((key.clone(), v.clone())),
-                    },
-                    None => attrs.retain(|(k, _)| k != key),
+                for &e in entities {
+                    self.set_attr(*level, e as usize, key, value.as_ref());
                 }
             }
-            Edit::Field { field, item, value } => {
-                let it = &mut self.items[*item as usize];
-                let what = format!("{field:?}");
+            Edit::Field { field, item, value } => self.set_item_field(*item as usize, *field, value)?,
+            Edit::EntityField {
+                level: Level::Item,
+                entity,
+                field,
+                value,
+            } => self.set_item_field(*entity as usize, *field, value)?,
+            Edit::EntityField {
+                level,
+                entity,
+                field,
+                value,
+            } => {
+                let text = to_string(value, &format!("{field:?}"))?;
+                let node = match level {
+                    Level::Event => &mut self.events[*entity as usize],
+                    Level::Metric => &mut self.metrics[*entity as usize],
+                    _ => return Err(format!("field {field:?} cannot be set on {level:?}")),
+                };
                 match field {
-                    Field::Name => it.name = to_string(value, &what)?,
-                    Field::Kind => it.kind = to_i32(value, &what)?,
-                    Field::StatusCode => it.status_code = to_i32(value, &what)?,
-                    Field::StatusMessage => it.status_message = to_string(value, &what)?,
-                    Field::TraceState => it.trace_state = to_string(value, &what)?,
-                    Field::Body => it.body = Some(value.clone()),
-                    Field::SeverityText => it.severity_text = to_string(value, &what)?,
-                    Field::SeverityNumber => it.severity_number = to_i32(value, &what)?,
-                    Field::EventName => it.event_name = to_string(value, &what)?,
-                    Field::Unit => it.unit = to_string(value, &what)?,
-                    _ => return Err(format!("field {field:?} cannot be set")),
+                    Field::Name => node.name = text,
+                    Field::Description => node.description = text,
+                    Field::Unit => node.unit = text,
+                    _ => return Err(format!("field {field:?} cannot be set on {level:?}")),
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn set_attr(&mut self, level: Level, entity: usize, key: &str, value: Option<&Value>) {
+        let attrs = self.attrs_mut(level, entity);
+        match value {
+            Some(v) => match attrs.iter_mut().find(|(k, _)| k == key) {
+                Some(slot) => slot.1 = v.clone(),
+                None => attrs.push((key.to_string(), v.clone())),
+            },
+            None => attrs.retain(|(k, _)| k != key),
+        }
+    }
+
+    fn set_item_field(&mut self, item: usize, field: Field, value: &Value) -> Result<(), String> {
+        let it = &mut self.items[item];
+        let what = format!("{field:?}");
+        match field {
+            Field::Name => it.name = to_string(value, &what)?,
+            Field::Kind => it.kind = to_i32(value, &what)?,
+            Field::StatusCode => it.status_code = to_i32(value, &what)?,
+            Field::StatusMessage => it.status_message = to_string(value, &what)?,
+            Field::TraceState => it.trace_state = to_string(value, &what)?,
+            Field::Body => it.body = Some(value.clone()),
+            Field::SeverityText => it.severity_text = to_string(value, &what)?,
+            Field::SeverityNumber => it.severity_number = to_i32(value, &what)?,
+            Field::EventName => it.event_name = to_string(value, &what)?,
+            Field::Unit => it.unit = to_string(value, &what)?,
+            Field::Description => it.description = to_string(value, &what)?,
+            _ => return Err(format!("field {field:?} cannot be set")),
         }
         Ok(())
     }
@@ -439,6 +492,8 @@ impl MemoryBatch {
             Level::Scope => &self.scopes,
             Level::Event => &self.events,
             Level::Link => &self.links,
+            Level::Metric => &self.metrics,
+            Level::Exemplar => &self.exemplars,
             Level::Item => &[],
         }
     }
@@ -450,6 +505,8 @@ impl MemoryBatch {
             Level::Item => &mut self.items[entity].attributes,
             Level::Event => &mut self.events[entity].attributes,
             Level::Link => &mut self.links[entity].attributes,
+            Level::Metric => &mut self.metrics[entity].attributes,
+            Level::Exemplar => &mut self.exemplars[entity].attributes,
         }
     }
 
@@ -536,7 +593,10 @@ impl MemoryBatch {
                     | Field::EventName
                     | Field::Flags
             ),
-            Signal::Metrics => matches!(field, Field::Name | Field::Unit | Field::Time),
+            Signal::Metrics => matches!(
+                field,
+                Field::Name | Field::Unit | Field::Description | Field::Time
+            ),
         }
     }
 }
@@ -590,6 +650,7 @@ impl BatchAccess for MemoryBatch {
                     Field::ObservedTime => out.extend_from_slice(&it.observed_time.to_le_bytes()),
                     Field::EventName => out.extend_from_slice(it.event_name.as_bytes()),
                     Field::Unit => out.extend_from_slice(it.unit.as_bytes()),
+                    Field::Description => out.extend_from_slice(it.description.as_bytes()),
                 }
             }
             col.end_entry();

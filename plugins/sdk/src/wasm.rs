@@ -23,18 +23,20 @@ pub type BatchRef<'a> = &'a wit::Batch;
 
 struct Host<'a>(&'a wit::Batch);
 
-fn level(l: Level) -> wit::Level {
-    match l {
+/// The 0.1.0 level, if 0.1.0 has it (metrics and exemplars came with 0.2.0).
+fn level(l: Level) -> Option<wit::Level> {
+    Some(match l {
         Level::Resource => wit::Level::Resource,
         Level::Scope => wit::Level::Scope,
         Level::Item => wit::Level::Item,
         Level::Event => wit::Level::Event,
         Level::Link => wit::Level::Link,
-    }
+        Level::Metric | Level::Exemplar => return None,
+    })
 }
 
-fn field(f: Field) -> wit::Field {
-    match f {
+fn field(f: Field) -> Option<wit::Field> {
+    Some(match f {
         Field::Name => wit::Field::Name,
         Field::TraceId => wit::Field::TraceId,
         Field::SpanId => wit::Field::SpanId,
@@ -53,7 +55,17 @@ fn field(f: Field) -> wit::Field {
         Field::ObservedTime => wit::Field::ObservedTime,
         Field::EventName => wit::Field::EventName,
         Field::Unit => wit::Field::Unit,
+        Field::Description => return None,
+    })
+}
+
+/// A column of `n` empty entries: what 0.1.0 would answer for a field it lacks.
+fn empty_column(n: u32) -> Column {
+    let mut c = Column::with_capacity(n as usize, 0);
+    for _ in 0..n {
+        c.end_entry();
     }
+    c
 }
 
 fn column(c: wit::Column) -> Column {
@@ -86,19 +98,31 @@ impl BatchAccess for Host<'_> {
         self.0.len()
     }
     fn count(&self, l: Level) -> u32 {
-        self.0.count(level(l))
+        level(l).map_or(0, |l| self.0.count(l))
     }
     fn owners(&self, l: Level) -> Vec<u32> {
-        self.0.owners(level(l))
+        level(l).map_or_else(Vec::new, |l| self.0.owners(l))
     }
     fn read_field(&self, f: Field) -> Column {
-        column(self.0.read_field(field(f)))
+        match field(f) {
+            Some(f) => column(self.0.read_field(f)),
+            None => empty_column(self.0.len()),
+        }
     }
     fn read_attribute(&self, l: Level, key: &str) -> Column {
-        column(self.0.read_attribute(level(l), key))
+        match level(l) {
+            Some(l) => column(self.0.read_attribute(l, key)),
+            None => Column::default(),
+        }
     }
     fn read_attributes(&self, l: Level) -> AttributeTable {
-        let t = self.0.read_attributes(level(l));
+        let Some(l) = level(l) else {
+            return AttributeTable {
+                entity_offsets: vec![0],
+                ..AttributeTable::default()
+            };
+        };
+        let t = self.0.read_attributes(l);
         AttributeTable {
             entity_offsets: t.entity_offsets,
             keys: column(t.keys),
@@ -132,32 +156,57 @@ pub fn process<P: Plugin>(
         batch.replace_otlp(&otlp).map_err(fail)?;
     }
     if !changes.edits.is_empty() {
-        let edits: Vec<wit::Edit> = changes
-            .edits
-            .into_iter()
-            .map(|e| match e {
+        let mut edits: Vec<wit::Edit> = Vec::with_capacity(changes.edits.len());
+        let newer = |what: &str| WitPluginError {
+            message: format!("{what} needs weir:plugin@0.2.0; this plugin was built against 0.1.0"),
+        };
+        for e in changes.edits {
+            match e {
                 Edit::Attribute {
                     level: l,
                     entity,
                     key,
                     value: v,
-                } => wit::Edit::Attribute(wit::AttributeEdit {
-                    level: level(l),
+                } => edits.push(wit::Edit::Attribute(wit::AttributeEdit {
+                    level: level(l).ok_or_else(|| newer("an edit of a metric or an exemplar"))?,
                     entity,
                     key,
                     value: v.map(value),
-                }),
+                })),
+                Edit::AttributeMany {
+                    level: l,
+                    entities,
+                    key,
+                    value: v,
+                } => {
+                    let l = level(l).ok_or_else(|| newer("an edit of a metric or an exemplar"))?;
+                    for entity in entities {
+                        edits.push(wit::Edit::Attribute(wit::AttributeEdit {
+                            level: l,
+                            entity,
+                            key: key.clone(),
+                            value: v.clone().map(value),
+                        }));
+                    }
+                }
                 Edit::Field {
                     field: f,
                     item,
                     value: v,
-                } => wit::Edit::Field(wit::FieldEdit {
-                    field: field(f),
+                }
+                | Edit::EntityField {
+                    level: Level::Item,
+                    entity: item,
+                    field: f,
+                    value: v,
+                } => edits.push(wit::Edit::Field(wit::FieldEdit {
+                    field: field(f).ok_or_else(|| newer("setting a description"))?,
                     item,
                     value: value(v),
-                }),
-            })
-            .collect();
+                })),
+                Edit::EntityField { .. } => return Err(newer("setting a field of an event or a metric")),
+            }
+        }
         batch.apply(&edits).map_err(fail)?;
     }
     if !changes.drops.is_empty() {
