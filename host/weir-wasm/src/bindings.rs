@@ -8,7 +8,7 @@ use weir_plugin_contract::{Shape, check_edit, check_items};
 use weir_plugin_sdk::{BatchAccess, Changes, Edit, Field, Level, Value};
 
 wasmtime::component::bindgen!({
-    path: "../../wit",
+    path: "../../wit/plugin.wit",
     world: "plugin",
     with: { "weir:plugin/types.batch": BatchEntry },
     imports: { default: trappable },

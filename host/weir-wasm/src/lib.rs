@@ -6,6 +6,7 @@
 //! `native-plugins`), for benchmarks.
 
 mod bindings;
+mod bindings_v2;
 mod chain;
 pub mod embedded;
 mod engine;
@@ -111,7 +112,7 @@ pub enum RuntimeError {
     Checksum { expected: String, actual: String },
     #[error("not a valid weir plugin component: {0}")]
     Compile(String),
-    #[error("the component does not fit the weir:plugin@0.1.0 world: {0}")]
+    #[error("the component does not fit the weir:plugin world it imports: {0}")]
     Link(String),
     #[error("cannot instantiate: {0}")]
     Instantiate(String),

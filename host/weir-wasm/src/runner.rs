@@ -14,6 +14,7 @@ use weir_batch::HostBatch as Tree;
 use weir_plugin_sdk::{Changes, Signal};
 
 use crate::bindings::{BatchEntry, Plugin, PluginPre, State, weir::plugin::types as wit};
+use crate::bindings_v2 as v2;
 use crate::engine::TICK;
 use crate::stdio::LogOutput;
 use crate::{Failure, Runner, RuntimeError};
@@ -57,9 +58,68 @@ pub struct WasmSettings {
     pub output_cap: usize,
 }
 
+/// A linked component of one contract version.
+enum Pre {
+    V1(PluginPre<State>),
+    V2(v2::PluginPre<State>),
+}
+
+/// An instance's exports, of its contract version.
+enum Loaded {
+    V1(Plugin),
+    V2(v2::Plugin),
+}
+
+impl Loaded {
+    fn init(&self, store: &mut Store<State>, config: &str) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Loaded::V1(p) => p.call_init(store, config),
+            Loaded::V2(p) => p.call_init(store, config),
+        }
+    }
+
+    fn process(
+        &self,
+        store: &mut Store<State>,
+        signal: Signal,
+        batch: wasmtime::component::Resource<BatchEntry>,
+        sequence: u64,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Loaded::V1(p) => {
+                let ctx = wit::Context { sequence };
+                let r = match signal {
+                    Signal::Traces => p.call_process_traces(store, batch, ctx),
+                    Signal::Logs => p.call_process_logs(store, batch, ctx),
+                    Signal::Metrics => p.call_process_metrics(store, batch, ctx),
+                };
+                r.map(|r| r.map_err(|e| e.message))
+            }
+            Loaded::V2(p) => {
+                let ctx = v2::weir::plugin::types::Context { sequence };
+                let r = match signal {
+                    Signal::Traces => p.call_process_traces(store, batch, ctx),
+                    Signal::Logs => p.call_process_logs(store, batch, ctx),
+                    Signal::Metrics => p.call_process_metrics(store, batch, ctx),
+                };
+                r.map(|r| r.map_err(|e| e.message))
+            }
+        }
+    }
+}
+
+/// The contract version a component was built against, from what it imports.
+fn contract_version(engine: &Engine, component: &wasmtime::component::Component) -> &'static str {
+    let v2 = component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| name.starts_with("weir:plugin/") && name.ends_with("@0.2.0"));
+    if v2 { "0.2.0" } else { "0.1.0" }
+}
+
 struct Instance {
     store: Store<State>,
-    plugin: Plugin,
+    plugin: Loaded,
     seq: u64,
     /// The runner's count of live instances, given back on drop.
     live: Arc<AtomicUsize>,
@@ -73,7 +133,7 @@ impl Drop for Instance {
 
 pub struct WasmRunner {
     engine: Engine,
-    pre: PluginPre<State>,
+    pre: Pre,
     settings: WasmSettings,
     idle: Mutex<Vec<Instance>>,
     live: Arc<AtomicUsize>,
@@ -94,9 +154,17 @@ impl WasmRunner {
         let mut linker: Linker<State> = Linker::new(engine);
         let link = |e: wasmtime::Error| RuntimeError::Link(format!("{e:#}"));
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
-        Plugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(link)?;
-        let pre = linker.instantiate_pre(component).map_err(link)?;
-        let pre = PluginPre::new(pre).map_err(link)?;
+        let version = contract_version(engine, component);
+        let world = |e: wasmtime::Error| RuntimeError::Link(format!("weir:plugin@{version}: {e:#}"));
+        let pre = if version == "0.2.0" {
+            v2::Plugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(link)?;
+            let pre = linker.instantiate_pre(component).map_err(world)?;
+            Pre::V2(v2::PluginPre::new(pre).map_err(world)?)
+        } else {
+            Plugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(link)?;
+            let pre = linker.instantiate_pre(component).map_err(world)?;
+            Pre::V1(PluginPre::new(pre).map_err(world)?)
+        };
         let runner = WasmRunner {
             engine: engine.clone(),
             pre,
@@ -131,11 +199,12 @@ impl WasmRunner {
         store.limiter(|st| &mut st.limits);
         // init gets a generous deadline: it may compile regexes or build tables.
         store.set_epoch_deadline(ticks(s.timeout.max(Duration::from_secs(5))));
-        let plugin = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
-        match plugin.call_init(&mut store, &s.config_json) {
+        let instantiate = |e: wasmtime::Error| RuntimeError::Instantiate(format!("{e:#}"));
+        let plugin = match &self.pre {
+            Pre::V1(pre) => Loaded::V1(pre.instantiate(&mut store).map_err(instantiate)?),
+            Pre::V2(pre) => Loaded::V2(pre.instantiate(&mut store).map_err(instantiate)?),
+        };
+        match plugin.init(&mut store, &s.config_json) {
             Ok(Ok(())) => {
                 self.live.fetch_add(1, Ordering::Relaxed);
                 Ok(Instance {
@@ -176,12 +245,7 @@ impl Runner for WasmRunner {
             Err(e) => return (None, Err(Failure::trap(format!("resource table: {e}")))),
         };
         let borrowed = wasmtime::component::Resource::<BatchEntry>::new_borrow(handle.rep());
-        let ctx = wit::Context { sequence: inst.seq };
-        let call = match signal {
-            Signal::Traces => inst.plugin.call_process_traces(&mut *store, borrowed, ctx),
-            Signal::Logs => inst.plugin.call_process_logs(&mut *store, borrowed, ctx),
-            Signal::Metrics => inst.plugin.call_process_metrics(&mut *store, borrowed, ctx),
-        };
+        let call = inst.plugin.process(&mut *store, signal, borrowed, inst.seq);
         let memory_hit = store.data().limits.hit;
         let entry = store.data_mut().table.delete(handle);
         let Ok(entry) = entry else {
@@ -196,9 +260,9 @@ impl Runner for WasmRunner {
                 None => Ok(entry.changes),
             },
             // A refused change list is what failed the plugin, whatever it returned after.
-            Ok(Err(e)) => Err(match entry.invalid {
+            Ok(Err(message)) => Err(match entry.invalid {
                 Some(why) => Failure::Invalid(why),
-                None => Failure::Error(e.message),
+                None => Failure::Error(message),
             }),
             Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(Failure::Timeout),
             Err(_) if memory_hit => Err(Failure::MemoryLimit),

@@ -3,7 +3,7 @@
 
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/plugin.wit",
         world: "plugin",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
