@@ -1,6 +1,7 @@
 """weir:plugin@0.2.0 components beside 0.1.0 ones. `probe2` is written against
 wit/v0.2.0/plugin.wit with wit-bindgen and no SDK, as an author in another
-language would; `misbehave` is a 0.1.0 component built with the Rust SDK."""
+language would; `probe1` likewise against the frozen 0.1.0 WIT; `misbehave` is
+built with the Rust SDK."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from otlp_helpers import attrs_to_dict, dict_to_attrs, make_span, plugin_config_
 def config(cache, probe_mode: str = "tenant") -> str:
     plugins = {
         "mis": {"wasm": "misbehave", "config": {"mode": "ok"}},
+        "old": {"wasm": "probe1"},
         "probe": {"wasm": "probe2", "config": {"mode": probe_mode}},
     }
-    pipelines = {"traces": {"plugins": ["mis", "probe"]}, "metrics": {"plugins": ["probe"]}}
+    pipelines = {"traces": {"plugins": ["mis", "old", "probe"]}, "metrics": {"plugins": ["probe"]}}
     return plugin_config_template(plugins, pipelines=pipelines, cache_dir=cache)
 
 
@@ -51,10 +53,11 @@ def test_a_0_2_0_plugin_runs_beside_a_0_1_0_one_with_the_new_helpers(start_weir,
     assert attrs_to_dict(by_name["charge"].resource.attributes)["tenant"] == "globex", \
         "read with inheritance: the item's own tenant.id"
     assert by_name["GET /cart"].span.events[0].name == "***", "0.2.0 reaches span event names"
-    assert all(attrs_to_dict(s.span.attributes)["misbehave"] == "ok" for s in spans), "the 0.1.0 plugin ran too"
+    assert all(attrs_to_dict(s.span.attributes)["misbehave"] == "ok" for s in spans), "the SDK plugin ran too"
+    assert all(attrs_to_dict(s.span.attributes)["probe1"] == "0.1.0" for s in spans), "and the raw 0.1.0 one"
 
     status = requests.get(w.admin_url("/status"), timeout=5).json()
-    assert {p["name"] for p in status["plugins"]} == {"mis", "probe"}
+    assert {p["name"] for p in status["plugins"]} == {"mis", "old", "probe"}
     m = w.metrics()
     assert m.sum("weir_plugin_calls_total", plugin="probe", outcome="ok") == 1
     assert m.sum("weir_plugin_items_dropped_total", plugin="probe") == 1
