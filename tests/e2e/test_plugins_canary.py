@@ -8,9 +8,8 @@ must appear nowhere in them (nor in weir's log), while everything that is not
 secret arrives intact, with its types.
 
 `test_canary_other_locations` does the same for the remaining places a secret can
-sit in OTLP (status messages, event names, exemplars, metric metadata) — the ones
-the plugin contract (wit/plugin.wit) does not expose are expected to leak, marked
-xfail(strict) with the missing field — and
+sit in OTLP (status messages, span and log event names, exemplars, metric
+metadata), all of which weir:plugin@0.2.0 (wit/v0.2.0/plugin.wit) exposes — and
 `test_canary_nested_after_escaped_character` for secrets inside nested values that
 follow a newline or tab (which the plugin sees JSON-escaped) — one case each, so
 each gap shows up on its own."""
@@ -61,7 +60,7 @@ REDACT = {
         "on_error": "reject",
         "config": {
             "detectors": ["email", "credit_card", "bearer", "jwt"],
-            "levels": ["resource", "scope", "item", "event", "link"],
+            "levels": ["resource", "scope", "item", "event", "link", "metric", "exemplar"],
             "span_names": True,
             "log_bodies": True,
         },
@@ -368,22 +367,12 @@ def other_location(loc: str):
         scope_metrics=[metrics_pb2.ScopeMetrics(metrics=[metric])])])
 
 
-def _not_in_contract(loc: str, missing: str):
-    """A location wit/plugin.wit has no field or attribute level for: redact cannot
-    see it, so the secret leaks (strict: an unexpected pass fails, so the mark goes
-    once the contract grows the field)."""
-    return pytest.param(loc, marks=pytest.mark.xfail(
-        strict=True, reason=f"wit/plugin.wit has no field for {missing}; redact cannot see it"))
-
-
 @pytest.mark.parametrize("loc", [
     "span status message",
-    _not_in_contract("span event name", "span event names (Span.Event.name; the `event` level has only attributes)"),
+    "span event name",
     "log event_name",
-    _not_in_contract("metric exemplar attributes",
-                     "exemplar attributes (Exemplar.filtered_attributes; no level below the data point)"),
-    _not_in_contract("metric metadata attributes",
-                     "metric metadata (Metric.metadata key-values; no level for the metric itself)"),
+    "metric exemplar attributes",
+    "metric metadata attributes",
 ])
 def test_canary_other_locations(start_weir, raw_sink, plugin_cache_dir, loc):
     signal_name, req = other_location(loc)

@@ -2,9 +2,10 @@
 //! encoded as wit/plugin.wit describes.
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use weir_plugin_sdk::glob::GlobSet;
+use weir_plugin_contract::Matcher;
+use weir_plugin_contract::matcher::{select_field, select_values};
 use weir_plugin_sdk::types::tag;
-use weir_plugin_sdk::{AttributeTable, Column, Field, Level, ValueRef};
+use weir_plugin_sdk::{AttributeTable, Column, Field, Level};
 
 use crate::tree::{Index, Otlp, point_time};
 
@@ -206,10 +207,16 @@ pub fn read_field_at(tree: &Otlp, ix: &Index, level: Level, field: Field) -> Col
 /// The levels from `level` up to the resource, each with the index of every
 /// `level` entity's ancestor there.
 fn chain(ix: &Index, level: Level) -> Vec<(Level, Vec<u32>)> {
-    let mut out = vec![(level, (0..ix.count(level) as u32).collect())];
+    let mut out: Vec<(Level, Vec<u32>)> = vec![(level, (0..ix.count(level) as u32).collect())];
     let mut current = level;
     while let Some(parent) = current.parent() {
-        out.push((parent, ix.ancestors(level, parent)));
+        let step = ix.owners(current);
+        let up: Vec<u32> = out[out.len() - 1]
+            .1
+            .iter()
+            .map(|&e| step.get(e as usize).copied().unwrap_or(0))
+            .collect();
+        out.push((parent, up));
         current = parent;
     }
     out
@@ -232,75 +239,9 @@ pub fn read_attribute_inherited(tree: &Otlp, ix: &Index, level: Level, key: &str
     col
 }
 
-/// Which values a match selects (weir:plugin@0.2.0 `matcher`).
-#[derive(Debug, Clone)]
-pub enum Matcher {
-    AnyOf(Vec<String>),
-    Glob(GlobSet),
-    Present,
-    Absent,
-}
-
-impl Matcher {
-    fn hits(&self, text: Option<&str>) -> bool {
-        match (self, text) {
-            (Matcher::Absent, t) => t.is_none(),
-            (_, None) => false,
-            (Matcher::Present, Some(_)) => true,
-            (Matcher::AnyOf(set), Some(t)) => set.iter().any(|s| s == t),
-            (Matcher::Glob(g), Some(t)) => g.matches(t),
-        }
-    }
-}
-
-/// A field entry as the text a matcher compares: UTF-8 fields as they are,
-/// ids as lowercase hex, numbers in decimal, a log body by its value's text.
-fn field_text(field: Field, bytes: &[u8]) -> Option<String> {
-    use Field as F;
-    match field {
-        F::Body => ValueRef::decode(bytes).to_text(),
-        F::TraceId | F::SpanId | F::ParentSpanId => {
-            (!bytes.is_empty()).then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
-        }
-        F::Kind | F::StatusCode | F::SeverityNumber => <[u8; 4]>::try_from(bytes)
-            .ok()
-            .map(|b| i32::from_le_bytes(b).to_string()),
-        F::Flags => <[u8; 4]>::try_from(bytes)
-            .ok()
-            .map(|b| u32::from_le_bytes(b).to_string()),
-        F::StartTime | F::EndTime | F::Time | F::ObservedTime => <[u8; 8]>::try_from(bytes)
-            .ok()
-            .map(|b| u64::from_le_bytes(b).to_string()),
-        _ => std::str::from_utf8(bytes).ok().map(str::to_string),
-    }
-}
-
 /// The entities at `level` whose field matches.
 pub fn match_field(tree: &Otlp, ix: &Index, level: Level, field: Field, m: &Matcher) -> Vec<u32> {
-    let col = read_field_at(tree, ix, level, field);
-    (0..col.len())
-        .filter(|&i| {
-            let bytes = col.get(i);
-            let text = if bytes.is_empty() && field != Field::Body {
-                // Text fields: empty is a value; the rest: empty is absent.
-                matches!(
-                    field,
-                    Field::Name
-                        | Field::StatusMessage
-                        | Field::TraceState
-                        | Field::SeverityText
-                        | Field::EventName
-                        | Field::Unit
-                        | Field::Description
-                )
-                .then(String::new)
-            } else {
-                field_text(field, bytes)
-            };
-            m.hits(text.as_deref())
-        })
-        .map(|i| i as u32)
-        .collect()
+    select_field(&read_field_at(tree, ix, level, field), field, m)
 }
 
 /// The entities at `level` whose attribute `key` (inherited when asked) matches.
@@ -317,8 +258,5 @@ pub fn match_attribute(
     } else {
         read_attribute(tree, ix, level, key)
     };
-    (0..col.len())
-        .filter(|&i| m.hits(col.value(i).to_text().as_deref()))
-        .map(|i| i as u32)
-        .collect()
+    select_values(&col, m)
 }

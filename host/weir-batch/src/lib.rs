@@ -7,7 +7,7 @@
 
 mod columns;
 
-pub use columns::Matcher;
+pub use weir_plugin_contract::Matcher;
 mod edit;
 mod output;
 mod tree;
@@ -217,29 +217,6 @@ impl HostBatch {
     }
 }
 
-/// The reads weir:plugin@0.2.0 adds; the host's side of its bulk helpers.
-impl HostBatch {
-    pub fn ancestors(&self, level: Level, of: Level) -> Vec<u32> {
-        self.index.ancestors(level, of)
-    }
-
-    pub fn read_field_at(&self, level: Level, field: Field) -> Column {
-        columns::read_field_at(&self.tree, &self.index, level, field)
-    }
-
-    pub fn read_attribute_inherited(&self, level: Level, key: &str) -> Column {
-        columns::read_attribute_inherited(&self.tree, &self.index, level, key)
-    }
-
-    pub fn match_field(&self, level: Level, field: Field, m: &Matcher) -> Vec<u32> {
-        columns::match_field(&self.tree, &self.index, level, field, m)
-    }
-
-    pub fn match_attribute(&self, level: Level, key: &str, m: &Matcher, inherited: bool) -> Vec<u32> {
-        columns::match_attribute(&self.tree, &self.index, level, key, m, inherited)
-    }
-}
-
 impl BatchAccess for HostBatch {
     fn signal(&self) -> Signal {
         match self.signal {
@@ -271,6 +248,29 @@ impl BatchAccess for HostBatch {
 
     fn read_attributes(&self, level: Level) -> AttributeTable {
         columns::read_attributes(&self.tree, &self.index, level)
+    }
+
+    fn ancestors(&self, level: Level, of: Level) -> Vec<u32> {
+        if of == Level::Metric {
+            return self.index.metric_of(level);
+        }
+        weir_plugin_sdk::access::ancestors_by_owners(self, level, of)
+    }
+
+    fn read_field_at(&self, level: Level, field: Field) -> Column {
+        columns::read_field_at(&self.tree, &self.index, level, field)
+    }
+
+    fn read_attribute_inherited(&self, level: Level, key: &str) -> Column {
+        columns::read_attribute_inherited(&self.tree, &self.index, level, key)
+    }
+
+    fn match_field(&self, level: Level, field: Field, m: &Matcher) -> Vec<u32> {
+        columns::match_field(&self.tree, &self.index, level, field, m)
+    }
+
+    fn match_attribute(&self, level: Level, key: &str, m: &Matcher, inherited: bool) -> Vec<u32> {
+        columns::match_attribute(&self.tree, &self.index, level, key, m, inherited)
     }
 
     fn to_otlp(&self) -> Vec<u8> {

@@ -57,40 +57,18 @@ impl Index {
         }
     }
 
-    /// Each entity's ancestor at level `of` (empty unless `of` is above `level`).
-    pub fn ancestors(&self, level: Level, of: Level) -> Vec<u32> {
-        if level == of {
-            return Vec::new();
+    /// Each data point's (`Item`) or exemplar's metric entity; empty for
+    /// other levels. (Other ancestors follow `owners`.)
+    pub fn metric_of(&self, level: Level) -> Vec<u32> {
+        match level {
+            Level::Item => self.item_metric.clone(),
+            Level::Exemplar => self
+                .exemplars
+                .iter()
+                .map(|x| self.item_metric.get(x[0] as usize).copied().unwrap_or(0))
+                .collect(),
+            _ => Vec::new(),
         }
-        // Data points reach their metric directly, not through their parent.
-        if of == Level::Metric {
-            return match level {
-                Level::Item => self.item_metric.clone(),
-                Level::Exemplar => self
-                    .exemplars
-                    .iter()
-                    .map(|x| self.item_metric.get(x[0] as usize).copied().unwrap_or(0))
-                    .collect(),
-                _ => Vec::new(),
-            };
-        }
-        let mut current = level;
-        let mut up: Option<Vec<u32>> = None;
-        while let Some(parent) = current.parent() {
-            let step = self.owners(current);
-            up = Some(match up {
-                None => step,
-                Some(prev) => prev
-                    .iter()
-                    .map(|&e| step.get(e as usize).copied().unwrap_or(0))
-                    .collect(),
-            });
-            if parent == of {
-                return up.unwrap_or_default();
-            }
-            current = parent;
-        }
-        Vec::new()
     }
 }
 

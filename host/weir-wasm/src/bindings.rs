@@ -27,6 +27,9 @@ pub struct BatchEntry {
     /// `replace-otlp`, out-of-range items in drop/route); the call then
     /// counts as failed with outcome "invalid", and nothing it queued is applied.
     pub invalid: Option<String>,
+    /// Set when 0.2.0 refused a change and told the plugin so: the plugin may
+    /// carry on, but if it then fails, the refusal is why (outcome "invalid").
+    pub refused: Option<String>,
 }
 
 impl BatchEntry {
@@ -36,6 +39,7 @@ impl BatchEntry {
             tree,
             changes: Changes::default(),
             invalid: None,
+            refused: None,
         }
     }
 }

@@ -222,6 +222,7 @@ impl wit::HostBatch for State {
             // 0.2.0 returns the refusal to the plugin, which decides what
             // to do; the call does not fail for it.
             if let Err(err) = check_edit(&entry.shape, e) {
+                entry.refused.get_or_insert_with(|| format!("edit {i}: {err}"));
                 return Ok(Err(wit::ChangeError {
                     edit: u32::try_from(i).unwrap_or(u32::MAX),
                     message: err.0,
@@ -239,6 +240,7 @@ impl wit::HostBatch for State {
     ) -> wasmtime::Result<Result<(), String>> {
         let entry = entry_mut(self, &r)?;
         if let Err(e) = check_items(&entry.shape, "drop-items", &items) {
+            entry.refused.get_or_insert_with(|| e.0.clone());
             return Ok(Err(e.0));
         }
         entry.changes.drops.extend(items);
@@ -253,6 +255,7 @@ impl wit::HostBatch for State {
     ) -> wasmtime::Result<Result<(), String>> {
         let entry = entry_mut(self, &r)?;
         if let Err(e) = check_items(&entry.shape, "route-items", &items) {
+            entry.refused.get_or_insert_with(|| e.0.clone());
             return Ok(Err(e.0));
         }
         entry.changes.routes.push((route, items));
@@ -271,7 +274,11 @@ impl wit::HostBatch for State {
         let entry = entry_mut(self, &r)?;
         let shape = match entry.tree.shape_of_replacement(&otlp) {
             Ok(s) => s,
-            Err(e) => return Ok(Err(format!("replace-otlp: {e}"))),
+            Err(e) => {
+                let message = format!("replace-otlp: {e}");
+                entry.refused.get_or_insert_with(|| message.clone());
+                return Ok(Err(message));
+            }
         };
         entry.shape = shape;
         entry.changes = Changes {

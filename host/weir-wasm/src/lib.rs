@@ -1,5 +1,6 @@
 //! weir's plugin runtime: plugins are WebAssembly components of the
-//! `weir:plugin@0.1.0` world (wit/plugin.wit), compiled once (and cached on
+//! `weir:plugin@0.2.0` world (wit/v0.2.0/plugin.wit) or of the older
+//! `weir:plugin@0.1.0` (wit/plugin.wit), compiled once (and cached on
 //! disk), instantiated from an `InstancePre` into sandboxed stores with a memory
 //! cap and a per-call CPU deadline, and chained per pipeline with a failure
 //! policy each. The same chain can run plugins compiled natively (feature

@@ -260,7 +260,7 @@ impl Runner for WasmRunner {
                 None => Ok(entry.changes),
             },
             // A refused change list is what failed the plugin, whatever it returned after.
-            Ok(Err(message)) => Err(match entry.invalid {
+            Ok(Err(message)) => Err(match entry.invalid.or(entry.refused) {
                 Some(why) => Failure::Invalid(why),
                 None => Failure::Error(message),
             }),

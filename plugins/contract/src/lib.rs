@@ -4,12 +4,17 @@
 //! is exactly what the host accepts.
 //!
 //! - [`types`]: the contract's types and the value encoding inside columns;
+//! - [`matcher`] and [`glob`]: how host-side matching compares values;
 //! - [`validate`]: which fields an edit may set, with which value type, and
 //!   the check of a whole change list against a batch's [`Shape`] — done
 //!   completely before anything is changed, so changes apply all or nothing.
 
+pub mod glob;
+pub mod matcher;
 pub mod types;
 pub mod validate;
+
+pub use matcher::Matcher;
 
 pub use types::*;
 pub use validate::{

@@ -71,6 +71,10 @@ enum LevelName {
     Item,
     Event,
     Link,
+    /// Metric metadata attributes.
+    Metric,
+    /// Exemplar (filtered) attributes.
+    Exemplar,
 }
 
 impl LevelName {
@@ -81,6 +85,8 @@ impl LevelName {
             LevelName::Item => Level::Item,
             LevelName::Event => Level::Event,
             LevelName::Link => Level::Link,
+            LevelName::Metric => Level::Metric,
+            LevelName::Exemplar => Level::Exemplar,
         }
     }
 }
@@ -127,6 +133,8 @@ struct Config {
     log_bodies: bool,
     #[serde(default = "yes")]
     event_names: bool,
+    #[serde(default = "yes")]
+    metric_descriptions: bool,
 }
 
 fn default_mask() -> String {
@@ -149,6 +157,8 @@ fn all_levels() -> Vec<LevelName> {
         LevelName::Item,
         LevelName::Event,
         LevelName::Link,
+        LevelName::Metric,
+        LevelName::Exemplar,
     ]
 }
 
@@ -213,6 +223,7 @@ pub struct Redact {
     status_messages: bool,
     log_bodies: bool,
     event_names: bool,
+    metric_descriptions: bool,
     // Scratch, reused across values so scanning does not allocate.
     hits: Vec<Hit>,
     groups: Vec<(usize, usize)>,
@@ -334,6 +345,7 @@ impl Redact {
             status_messages: c.status_messages,
             log_bodies: c.log_bodies,
             event_names: c.event_names,
+            metric_descriptions: c.metric_descriptions,
             hits: Vec::new(),
             groups: Vec::new(),
             redacted: 0,
@@ -514,7 +526,9 @@ impl Plugin for Redact {
         if !self.keys.is_empty() || !self.rules.is_empty() {
             for li in 0..self.levels.len() {
                 let level = self.levels[li];
-                if matches!(level, Level::Event | Level::Link) && signal != Signal::Traces {
+                if matches!(level, Level::Event | Level::Link) && signal != Signal::Traces
+                    || matches!(level, Level::Metric | Level::Exemplar) && signal != Signal::Metrics
+                {
                     continue;
                 }
                 let attrs = batch.attributes(level);
@@ -540,23 +554,25 @@ impl Plugin for Redact {
         if self.rules.is_empty() {
             return Ok(());
         }
-        // Plain text fields: span names and status messages, log event names.
-        let fields: &[(Field, bool)] = match signal {
+        // Plain text fields: span names, status messages and span event names,
+        // log event names, metric descriptions.
+        let fields: &[(Level, Field, bool)] = match signal {
             Signal::Traces => &[
-                (Field::Name, self.span_names),
-                (Field::StatusMessage, self.status_messages),
+                (Level::Item, Field::Name, self.span_names),
+                (Level::Item, Field::StatusMessage, self.status_messages),
+                (Level::Event, Field::Name, self.event_names),
             ],
-            Signal::Logs => &[(Field::EventName, self.event_names)],
-            Signal::Metrics => &[],
+            Signal::Logs => &[(Level::Item, Field::EventName, self.event_names)],
+            Signal::Metrics => &[(Level::Metric, Field::Description, self.metric_descriptions)],
         };
-        for &(field, on) in fields {
+        for &(level, field, on) in fields {
             if !on {
                 continue;
             }
-            let column = batch.field(field);
+            let column = batch.field_at(level, field);
             for i in 0..column.len() {
                 if let Some((out, _)) = self.scan(column.str(i)) {
-                    batch.set_field(field, i, out);
+                    batch.set_field_at(level, i, field, out);
                     self.redacted += 1;
                 }
             }

@@ -732,3 +732,32 @@ fn plugin_can_move_between_threads() {
     fn send<T: Send + 'static>() {}
     send::<Redact>();
 }
+
+#[test]
+fn span_event_names_metric_descriptions_metadata_and_exemplars_are_covered() {
+    use weir_plugin_sdk::{BatchAccess, Field};
+    let mut p = plugin("{}");
+    let mut traces = MemoryBatch::traces();
+    traces.span("checkout");
+    traces.event().name("mail sent to bob@example.com");
+    traces.process(&mut p).expect("process");
+    assert_eq!(
+        traces.read_field_at(Level::Event, Field::Name).str(0),
+        "mail sent to ***"
+    );
+
+    let mut metrics = MemoryBatch::metrics();
+    metrics
+        .metric("orders")
+        .description("orders of alice@example.com")
+        .attr("owner", "carol@example.com");
+    metrics.point("orders");
+    metrics.exemplar().attr("user.email", "eve@example.com");
+    metrics.process(&mut p).expect("process");
+    assert_eq!(
+        metrics.read_field_at(Level::Metric, Field::Description).str(0),
+        "orders of ***"
+    );
+    assert_eq!(metrics.attr(Level::Metric, 0, "owner"), s("***").as_ref());
+    assert_eq!(metrics.attr(Level::Exemplar, 0, "user.email"), s("***").as_ref());
+}

@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 
 use crate::access::BatchAccess;
+use crate::matcher::Matcher;
 use crate::types::{AttributeTable, Changes, Column, Edit, Field, Level, Signal, Value, ValueRef};
 
 pub struct Batch<'a> {
@@ -66,6 +67,35 @@ impl<'a> Batch<'a> {
         self.access.read_field(field)
     }
 
+    /// A plain field of every entity at `level`: event names, metric names,
+    /// descriptions and units, exemplar ids and times, link ids...
+    pub fn field_at(&self, level: Level, field: Field) -> Column {
+        self.access.read_field_at(level, field)
+    }
+
+    /// Each entity's ancestor at level `of` (e.g. every item's resource), in
+    /// one host call.
+    pub fn ancestors(&self, level: Level, of: Level) -> Vec<u32> {
+        self.access.ancestors(level, of)
+    }
+
+    /// One attribute of every entity at `level`, from the nearest entity up
+    /// the tree that has it (item, then scope, then resource).
+    pub fn attribute_inherited(&self, level: Level, key: &str) -> Column {
+        self.access.read_attribute_inherited(level, key)
+    }
+
+    /// The entities at `level` whose field `m` selects, matched by the host.
+    pub fn match_field(&self, level: Level, field: Field, m: &Matcher) -> Vec<u32> {
+        self.access.match_field(level, field, m)
+    }
+
+    /// The entities at `level` whose attribute `key` (inherited from above
+    /// when `inherited`) `m` selects, matched by the host.
+    pub fn match_attribute(&self, level: Level, key: &str, m: &Matcher, inherited: bool) -> Vec<u32> {
+        self.access.match_attribute(level, key, m, inherited)
+    }
+
     /// One attribute of every entity at `level`.
     pub fn attribute(&self, level: Level, key: &str) -> Column {
         self.access.read_attribute(level, key)
@@ -105,6 +135,29 @@ impl<'a> Batch<'a> {
             entity: entity as u32,
             key: key.into(),
             value: None,
+        });
+    }
+
+    /// Sets (`Some`) or removes (`None`) one attribute on many entities: one edit.
+    pub fn set_attribute_many(&self, level: Level, entities: Vec<u32>, key: &str, value: Option<Value>) {
+        if !entities.is_empty() {
+            self.edit(Edit::AttributeMany {
+                level,
+                entities,
+                key: key.into(),
+                value,
+            });
+        }
+    }
+
+    /// Sets a plain field of any entity: a span event's name, a metric's
+    /// name, description or unit, or an item's field.
+    pub fn set_field_at(&self, level: Level, entity: usize, field: Field, value: impl Into<Value>) {
+        self.edit(Edit::EntityField {
+            level,
+            entity: entity as u32,
+            field,
+            value: value.into(),
         });
     }
 

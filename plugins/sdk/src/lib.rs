@@ -1,6 +1,7 @@
 //! # weir plugin SDK (Rust)
 //!
-//! Write a plugin as a type implementing [`Plugin`], then export it:
+//! Builds components of `weir:plugin@0.2.0` (wit/v0.2.0/plugin.wit). Write a
+//! plugin as a type implementing [`Plugin`], then export it:
 //!
 //! ```ignore
 //! use weir_plugin_sdk::{Batch, Level, Plugin, PluginError};
@@ -24,9 +25,11 @@
 //! function returns, so the easy way is also the fast way. The same plugin type
 //! also compiles natively (the host can link it in for benchmarks and tests).
 
-mod access;
+pub mod access;
 mod batch;
-pub mod glob;
+/// Glob patterns (`*`, `?`), as the host matches them.
+pub use weir_plugin_contract::glob;
+pub use weir_plugin_contract::matcher::{self, Matcher};
 /// The contract's types, from the one crate the host uses too.
 pub use weir_plugin_contract::types;
 /// The rules the host checks a plugin's changes by.

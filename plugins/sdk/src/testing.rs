@@ -24,7 +24,7 @@
 //! in the batch (and in its columns) and are only flagged, so tests can keep
 //! using the indices they built with. [`MemoryBatch::kept`] lists the survivors.
 
-use crate::access::BatchAccess;
+use crate::access::{BatchAccess, ancestors_by_owners};
 use crate::types::{AttributeTable, Changes, Column, Edit, Field, Level, Signal, Value, ValueRef};
 use crate::validate::{Shape, check_changes};
 use crate::{Batch, Plugin, PluginError};
@@ -72,6 +72,8 @@ pub struct Item {
     pub unit: String,
     /// The data point's metric description.
     pub description: String,
+    /// The data point's metric entity, when the batch has metric entities.
+    pub metric: Option<u32>,
     /// Set when a plugin dropped the item.
     pub dropped: bool,
     /// The last route a plugin gave the item (`None` = default route).
@@ -101,6 +103,18 @@ impl NodeBuilder<'_> {
     /// Adds an attribute (`&str`/`String` become strings; pass a [`Value`] for others).
     pub fn attr(self, key: &str, value: impl Into<Value>) -> Self {
         self.node.attributes.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// A span event's or a metric's name.
+    pub fn name(self, name: &str) -> Self {
+        self.node.name = name.to_string();
+        self
+    }
+
+    /// A metric's description.
+    pub fn description(self, description: &str) -> Self {
+        self.node.description = description.to_string();
         self
     }
 }
@@ -333,8 +347,17 @@ impl MemoryBatch {
     }
 
     /// Adds a data point of the metric with this name.
+    /// Adds a data point of `metric`: of the last metric added with
+    /// [`MemoryBatch::metric`] if it has that name, else of no metric entity.
     pub fn point(&mut self, metric: &str) -> ItemBuilder<'_> {
-        self.item().name(metric)
+        let of = self
+            .metrics
+            .iter()
+            .rposition(|m| m.name == metric)
+            .map(|m| m as u32);
+        let b = self.item().name(metric);
+        b.item.metric = of;
+        b
     }
 
     /// Adds a span event to the last item.
@@ -342,6 +365,34 @@ impl MemoryBatch {
         let owner = self.items.len().saturating_sub(1) as u32;
         let node = push(
             &mut self.events,
+            Node {
+                owner,
+                ..Node::default()
+            },
+        );
+        NodeBuilder { node }
+    }
+
+    /// Adds a metric to the last scope (its data points are items, added
+    /// with [`MemoryBatch::point`]).
+    pub fn metric(&mut self, name: &str) -> NodeBuilder<'_> {
+        let owner = self.scopes.len().saturating_sub(1) as u32;
+        let node = push(
+            &mut self.metrics,
+            Node {
+                owner,
+                name: name.to_string(),
+                ..Node::default()
+            },
+        );
+        NodeBuilder { node }
+    }
+
+    /// Adds an exemplar to the last item (a data point).
+    pub fn exemplar(&mut self) -> NodeBuilder<'_> {
+        let owner = self.items.len().saturating_sub(1) as u32;
+        let node = push(
+            &mut self.exemplars,
             Node {
                 owner,
                 ..Node::default()
@@ -604,6 +655,41 @@ impl MemoryBatch {
 impl BatchAccess for MemoryBatch {
     fn signal(&self) -> Signal {
         self.signal
+    }
+
+    fn ancestors(&self, level: Level, of: Level) -> Vec<u32> {
+        match (level, of) {
+            (Level::Item, Level::Metric) => self.items.iter().map(|i| i.metric.unwrap_or(0)).collect(),
+            (Level::Exemplar, Level::Metric) => self
+                .exemplars
+                .iter()
+                .map(|x| {
+                    self.items
+                        .get(x.owner as usize)
+                        .and_then(|i| i.metric)
+                        .unwrap_or(0)
+                })
+                .collect(),
+            _ => ancestors_by_owners(self, level, of),
+        }
+    }
+
+    fn read_field_at(&self, level: Level, field: Field) -> Column {
+        if level == Level::Item {
+            return self.read_field(field);
+        }
+        let nodes = self.nodes(level);
+        let mut col = Column::with_capacity(nodes.len(), nodes.len() * 16);
+        for n in nodes {
+            let text = match (level, field) {
+                (Level::Event | Level::Metric, Field::Name) => n.name.as_str(),
+                (Level::Metric, Field::Description) => n.description.as_str(),
+                (Level::Metric, Field::Unit) => n.unit.as_str(),
+                _ => "",
+            };
+            col.push(text.as_bytes());
+        }
+        col
     }
 
     fn len(&self) -> u32 {

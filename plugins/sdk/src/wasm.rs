@@ -1,9 +1,10 @@
-//! Glue between the component model bindings and the [`Plugin`](crate::Plugin)
-//! trait; used by [`export_plugin!`](crate::export_plugin).
+//! Glue between the component model bindings of `weir:plugin@0.2.0`
+//! (wit/v0.2.0/plugin.wit) and the [`Plugin`](crate::Plugin) trait; used by
+//! [`export_plugin!`](crate::export_plugin).
 
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/plugin.wit",
+        path: "../../wit/v0.2.0/plugin.wit",
         world: "plugin",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
@@ -16,6 +17,7 @@ pub use bindings::export_bindings;
 use bindings::weir::plugin::types as wit;
 pub use wit::{Context, PluginError as WitPluginError};
 
+use crate::matcher::Matcher;
 use crate::types::{AttributeTable, Column, Edit, Field, Level, Signal, Value};
 use crate::{Batch, BatchAccess, Plugin};
 
@@ -23,20 +25,20 @@ pub type BatchRef<'a> = &'a wit::Batch;
 
 struct Host<'a>(&'a wit::Batch);
 
-/// The 0.1.0 level, if 0.1.0 has it (metrics and exemplars came with 0.2.0).
-fn level(l: Level) -> Option<wit::Level> {
-    Some(match l {
+fn level(l: Level) -> wit::Level {
+    match l {
         Level::Resource => wit::Level::Resource,
         Level::Scope => wit::Level::Scope,
         Level::Item => wit::Level::Item,
         Level::Event => wit::Level::Event,
         Level::Link => wit::Level::Link,
-        Level::Metric | Level::Exemplar => return None,
-    })
+        Level::Metric => wit::Level::Metric,
+        Level::Exemplar => wit::Level::Exemplar,
+    }
 }
 
-fn field(f: Field) -> Option<wit::Field> {
-    Some(match f {
+fn field(f: Field) -> wit::Field {
+    match f {
         Field::Name => wit::Field::Name,
         Field::TraceId => wit::Field::TraceId,
         Field::SpanId => wit::Field::SpanId,
@@ -55,17 +57,8 @@ fn field(f: Field) -> Option<wit::Field> {
         Field::ObservedTime => wit::Field::ObservedTime,
         Field::EventName => wit::Field::EventName,
         Field::Unit => wit::Field::Unit,
-        Field::Description => return None,
-    })
-}
-
-/// A column of `n` empty entries: what 0.1.0 would answer for a field it lacks.
-fn empty_column(n: u32) -> Column {
-    let mut c = Column::with_capacity(n as usize, 0);
-    for _ in 0..n {
-        c.end_entry();
+        Field::Description => wit::Field::Description,
     }
-    c
 }
 
 fn column(c: wit::Column) -> Column {
@@ -86,6 +79,63 @@ fn value(v: Value) -> wit::Value {
     }
 }
 
+fn matcher(m: &Matcher) -> wit::Matcher {
+    match m {
+        Matcher::AnyOf(v) => wit::Matcher::AnyOf(v.clone()),
+        Matcher::Glob(g) => wit::Matcher::Glob(g.patterns().to_vec()),
+        Matcher::Present => wit::Matcher::Present,
+        Matcher::Absent => wit::Matcher::Absent,
+    }
+}
+
+fn edit(e: Edit) -> wit::Edit {
+    match e {
+        Edit::Attribute {
+            level: l,
+            entity,
+            key,
+            value: v,
+        } => wit::Edit::Attribute(wit::AttributeEdit {
+            level: level(l),
+            entity,
+            key,
+            value: v.map(value),
+        }),
+        Edit::AttributeMany {
+            level: l,
+            entities,
+            key,
+            value: v,
+        } => wit::Edit::AttributeMany(wit::AttributeManyEdit {
+            level: level(l),
+            entities,
+            key,
+            value: v.map(value),
+        }),
+        Edit::Field {
+            field: f,
+            item,
+            value: v,
+        } => wit::Edit::Field(wit::FieldEdit {
+            level: wit::Level::Item,
+            entity: item,
+            field: field(f),
+            value: value(v),
+        }),
+        Edit::EntityField {
+            level: l,
+            entity,
+            field: f,
+            value: v,
+        } => wit::Edit::Field(wit::FieldEdit {
+            level: level(l),
+            entity,
+            field: field(f),
+            value: value(v),
+        }),
+    }
+}
+
 impl BatchAccess for Host<'_> {
     fn signal(&self) -> Signal {
         match self.0.signal() {
@@ -98,31 +148,19 @@ impl BatchAccess for Host<'_> {
         self.0.len()
     }
     fn count(&self, l: Level) -> u32 {
-        level(l).map_or(0, |l| self.0.count(l))
+        self.0.count(level(l))
     }
     fn owners(&self, l: Level) -> Vec<u32> {
-        level(l).map_or_else(Vec::new, |l| self.0.owners(l))
+        self.0.owners(level(l))
     }
     fn read_field(&self, f: Field) -> Column {
-        match field(f) {
-            Some(f) => column(self.0.read_field(f)),
-            None => empty_column(self.0.len()),
-        }
+        column(self.0.read_field(wit::Level::Item, field(f)))
     }
     fn read_attribute(&self, l: Level, key: &str) -> Column {
-        match level(l) {
-            Some(l) => column(self.0.read_attribute(l, key)),
-            None => Column::default(),
-        }
+        column(self.0.read_attribute(level(l), key))
     }
     fn read_attributes(&self, l: Level) -> AttributeTable {
-        let Some(l) = level(l) else {
-            return AttributeTable {
-                entity_offsets: vec![0],
-                ..AttributeTable::default()
-            };
-        };
-        let t = self.0.read_attributes(l);
+        let t = self.0.read_attributes(level(l));
         AttributeTable {
             entity_offsets: t.entity_offsets,
             keys: column(t.keys),
@@ -132,9 +170,25 @@ impl BatchAccess for Host<'_> {
     fn to_otlp(&self) -> Vec<u8> {
         self.0.to_otlp()
     }
+    fn ancestors(&self, l: Level, of: Level) -> Vec<u32> {
+        self.0.ancestors(level(l), level(of))
+    }
+    fn read_field_at(&self, l: Level, f: Field) -> Column {
+        column(self.0.read_field(level(l), field(f)))
+    }
+    fn read_attribute_inherited(&self, l: Level, key: &str) -> Column {
+        column(self.0.read_attribute_inherited(level(l), key))
+    }
+    fn match_field(&self, l: Level, f: Field, m: &Matcher) -> Vec<u32> {
+        self.0.match_field(level(l), field(f), &matcher(m))
+    }
+    fn match_attribute(&self, l: Level, key: &str, m: &Matcher, inherited: bool) -> Vec<u32> {
+        self.0.match_attribute(level(l), key, &matcher(m), inherited)
+    }
 }
 
-/// Runs the plugin on a batch and hands its queued changes to the host.
+/// Runs the plugin on a batch and hands its queued changes to the host. A
+/// change the host refuses fails the call: the SDK's edits are all or nothing.
 pub fn process<P: Plugin>(
     plugin: &mut Option<P>,
     batch: BatchRef<'_>,
@@ -156,64 +210,16 @@ pub fn process<P: Plugin>(
         batch.replace_otlp(&otlp).map_err(fail)?;
     }
     if !changes.edits.is_empty() {
-        let mut edits: Vec<wit::Edit> = Vec::with_capacity(changes.edits.len());
-        let newer = |what: &str| WitPluginError {
-            message: format!("{what} needs weir:plugin@0.2.0; this plugin was built against 0.1.0"),
-        };
-        for e in changes.edits {
-            match e {
-                Edit::Attribute {
-                    level: l,
-                    entity,
-                    key,
-                    value: v,
-                } => edits.push(wit::Edit::Attribute(wit::AttributeEdit {
-                    level: level(l).ok_or_else(|| newer("an edit of a metric or an exemplar"))?,
-                    entity,
-                    key,
-                    value: v.map(value),
-                })),
-                Edit::AttributeMany {
-                    level: l,
-                    entities,
-                    key,
-                    value: v,
-                } => {
-                    let l = level(l).ok_or_else(|| newer("an edit of a metric or an exemplar"))?;
-                    for entity in entities {
-                        edits.push(wit::Edit::Attribute(wit::AttributeEdit {
-                            level: l,
-                            entity,
-                            key: key.clone(),
-                            value: v.clone().map(value),
-                        }));
-                    }
-                }
-                Edit::Field {
-                    field: f,
-                    item,
-                    value: v,
-                }
-                | Edit::EntityField {
-                    level: Level::Item,
-                    entity: item,
-                    field: f,
-                    value: v,
-                } => edits.push(wit::Edit::Field(wit::FieldEdit {
-                    field: field(f).ok_or_else(|| newer("setting a description"))?,
-                    item,
-                    value: value(v),
-                })),
-                Edit::EntityField { .. } => return Err(newer("setting a field of an event or a metric")),
-            }
-        }
-        batch.apply(&edits).map_err(fail)?;
+        let edits: Vec<wit::Edit> = changes.edits.into_iter().map(edit).collect();
+        batch
+            .apply(&edits)
+            .map_err(|e| fail(format!("edit {}: {}", e.edit, e.message)))?;
     }
     if !changes.drops.is_empty() {
-        batch.drop_items(&changes.drops);
+        batch.drop_items(&changes.drops).map_err(fail)?;
     }
     for (route, items) in &changes.routes {
-        batch.route_items(route, items);
+        batch.route_items(route, items).map_err(fail)?;
     }
     Ok(())
 }

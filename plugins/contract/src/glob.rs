@@ -102,13 +102,21 @@ fn wildcard(p: &[u8], s: &[u8]) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct GlobSet {
     globs: Vec<Glob>,
+    /// As given, to hand to a host that matches them itself.
+    patterns: Vec<String>,
 }
 
 impl GlobSet {
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> GlobSet {
         GlobSet {
             globs: patterns.iter().map(|p| Glob::new(p.as_ref())).collect(),
+            patterns: patterns.iter().map(|p| p.as_ref().to_string()).collect(),
         }
+    }
+
+    /// The patterns as given.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
     }
 
     pub fn is_empty(&self) -> bool {
