@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds every plugin in plugins/ (and the test plugins in tests/plugins/) as a
+# Builds every plugin in plugins/ (and the test plugins in tests/plugins/, and the Rust
+# examples in examples/plugins/rust/) as a
 # WebAssembly component: target/wasm32-wasip2/release/weir_plugin_<name>.wasm
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 packages=()
-for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
+for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml examples/plugins/rust/*/Cargo.toml; do
   case "$manifest" in plugins/sdk/Cargo.toml | plugins/contract/Cargo.toml) continue ;; esac
   packages+=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)")
 done

@@ -41,5 +41,8 @@ fi
 step "npm ci (tests/js)"
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
 
+step "Python plugin SDK tests (plugins/sdk-python, CPython, in-memory batch)"
+"$venv/bin/python" -m pytest plugins/sdk-python/tests -q -p no:cacheprovider
+
 step "end-to-end tests"
 "$venv/bin/python" -m pytest tests/e2e -q
