@@ -2,6 +2,7 @@
 
 mod demo;
 mod embedded;
+mod plugin_new;
 mod plugin_test;
 mod plugins;
 mod reload;
@@ -92,6 +93,18 @@ fn validate(path: &std::path::Path) -> ExitCode {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Write a new plugin project (weir:plugin@0.2.0, the SDK included) that
+    /// builds and passes its own test as it is.
+    New {
+        /// Language of the project.
+        #[arg(long, value_enum)]
+        lang: plugin_new::Lang,
+        /// Plugin name: lowercase letters, digits, '-' and '_'.
+        name: String,
+        /// Where to write it (default: ./NAME; must be empty or missing).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Run one plugin (--wasm) or a pipeline's plugin chain (--config) over an
     /// OTLP/JSON file and print the result as OTLP/JSON, one request per route:
     /// {"default": {...}, "<route>": {...}}. With --expect, compare instead and
@@ -143,6 +156,19 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Validate { config } => validate(&config),
+        Command::Plugin(PluginCommand::New { lang, name, dir }) => match plugin_new::run(lang, &name, dir) {
+            Ok(dir) => {
+                println!(
+                    "wrote {} ({lang:?} plugin {name}); see its README.md",
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Plugin(PluginCommand::Test {
             wasm,
             plugin_config,

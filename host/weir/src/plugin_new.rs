@@ -1,0 +1,166 @@
+//! `weir plugin new --lang rust|python NAME`: writes a plugin project that
+//! builds and passes its own test as it is. The templates live in
+//! host/weir/templates/; the SDK (and for Rust the contract crate) and the WIT
+//! are copied in from the sources this weir was built from, so the project
+//! needs nothing but the language's toolchain.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+}
+
+const WIT: &str = include_str!("../../../wit/v0.2.0/plugin.wit");
+const SAMPLE: &str = include_str!("../../../examples/plugin-test/spans.json");
+
+const PYTHON: &[(&str, &str)] = &[
+    ("app.py", include_str!("../templates/python/app.py")),
+    ("README.md", include_str!("../templates/python/README.md")),
+    (
+        "tests/conftest.py",
+        include_str!("../templates/python/tests/conftest.py"),
+    ),
+    (
+        "tests/test_app.py",
+        include_str!("../templates/python/tests/test_app.py"),
+    ),
+    (
+        "weir_plugin/__init__.py",
+        include_str!("../../../plugins/sdk-python/weir_plugin/__init__.py"),
+    ),
+    (
+        "weir_plugin/_codec.py",
+        include_str!("../../../plugins/sdk-python/weir_plugin/_codec.py"),
+    ),
+    (
+        "weir_plugin/testing.py",
+        include_str!("../../../plugins/sdk-python/weir_plugin/testing.py"),
+    ),
+    ("wit/plugin.wit", WIT),
+];
+
+const CONTRACT_TOML: &str = r#"[package]
+name = "weir-plugin-contract"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[dependencies]
+serde_json = "1"
+thiserror = "2"
+"#;
+
+const SDK_TOML: &str = r#"[package]
+name = "weir-plugin-sdk"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[dependencies]
+weir-plugin-contract = { path = "../contract" }
+serde = { version = "1", features = ["derive"] }
+serde_json = "1"
+serde_path_to_error = "0.1"
+
+[target.'cfg(target_arch = "wasm32")'.dependencies]
+wit-bindgen = { version = "0.46", default-features = false, features = ["macros", "realloc"] }
+"#;
+
+const RUST: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
+    ("src/lib.rs", include_str!("../templates/rust/src/lib.rs")),
+    ("README.md", include_str!("../templates/rust/README.md")),
+    // The SDK finds the WIT at ../../wit from its own directory.
+    ("wit/v0.2.0/plugin.wit", WIT),
+    ("vendor/contract/Cargo.toml", CONTRACT_TOML),
+    (
+        "vendor/contract/src/lib.rs",
+        include_str!("../../../plugins/contract/src/lib.rs"),
+    ),
+    (
+        "vendor/contract/src/types.rs",
+        include_str!("../../../plugins/contract/src/types.rs"),
+    ),
+    (
+        "vendor/contract/src/validate.rs",
+        include_str!("../../../plugins/contract/src/validate.rs"),
+    ),
+    (
+        "vendor/contract/src/glob.rs",
+        include_str!("../../../plugins/contract/src/glob.rs"),
+    ),
+    (
+        "vendor/contract/src/matcher.rs",
+        include_str!("../../../plugins/contract/src/matcher.rs"),
+    ),
+    ("vendor/sdk/Cargo.toml", SDK_TOML),
+    (
+        "vendor/sdk/src/lib.rs",
+        include_str!("../../../plugins/sdk/src/lib.rs"),
+    ),
+    (
+        "vendor/sdk/src/access.rs",
+        include_str!("../../../plugins/sdk/src/access.rs"),
+    ),
+    (
+        "vendor/sdk/src/batch.rs",
+        include_str!("../../../plugins/sdk/src/batch.rs"),
+    ),
+    (
+        "vendor/sdk/src/testing.rs",
+        include_str!("../../../plugins/sdk/src/testing.rs"),
+    ),
+    (
+        "vendor/sdk/src/wasm.rs",
+        include_str!("../../../plugins/sdk/src/wasm.rs"),
+    ),
+];
+
+/// A plugin name: lowercase letters, digits, `-` and `_`, starting with a letter.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        bail!("{name:?}: a plugin name is lowercase letters, digits, '-' and '_', starting with a letter");
+    }
+    Ok(())
+}
+
+/// Writes the project into `dir` (default `./NAME`); returns where.
+pub fn run(lang: Lang, name: &str, dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    check_name(name)?;
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} exists and is not empty; choose another name or --dir",
+            dir.display()
+        );
+    }
+    let krate = name.replace('-', "_");
+    let files = match lang {
+        Lang::Rust => RUST,
+        Lang::Python => PYTHON,
+    };
+    let fill = |text: &str| text.replace("{{name}}", name).replace("{{crate}}", &krate);
+    for (path, text) in files.iter().copied().chain([("sample.json", SAMPLE)]) {
+        write(&dir.join(path), &fill(text))?;
+    }
+    Ok(dir)
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
