@@ -41,6 +41,12 @@ fi
 step "npm ci (tests/js)"
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
 
+step "npm ci (plugins/sdk-js: componentize-js)"
+npm ci --prefix plugins/sdk-js --no-audit --no-fund --loglevel=error >/dev/null
+
+step "JavaScript plugin SDK tests (plugins/sdk-js, node, in-memory batch)"
+(cd plugins/sdk-js && node --test test/)
+
 step "Python plugin SDK tests (plugins/sdk-python, CPython, in-memory batch)"
 "$venv/bin/python" -m pytest plugins/sdk-python/tests -q -p no:cacheprovider
 

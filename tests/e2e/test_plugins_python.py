@@ -1,7 +1,8 @@
-"""Plugins in Python (componentize-py, the SDK in plugins/sdk-python) and the
-conformance suite: the example processor of examples/plugins, in Rust and in
-Python, gives the expected output through `weir plugin test --expect`, and the
-Python one runs end to end through the binary."""
+"""Plugins in Python (componentize-py, plugins/sdk-python) and JavaScript
+(componentize-js, plugins/sdk-js), and the conformance suite: the example
+processor of examples/plugins, in Rust, Python and JavaScript, gives the
+expected output through `weir plugin test --expect`, and the Python one runs
+end to end through the binary."""
 
 from __future__ import annotations
 
@@ -43,9 +44,24 @@ def conformance(wasm: Path, cache: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("language", ["rust", "python"])
-def test_the_example_processor_passes_the_conformance_suite(language, python_tenant, plugin_cache_dir):
-    wasm = python_tenant if language == "python" else plugin_dir() / "weir_example_tenant.wasm"
+@pytest.fixture(scope="session")
+def js_tenant(tmp_path_factory) -> Path:
+    """The JavaScript example processor built as a component (once per run)."""
+    out = tmp_path_factory.mktemp("js-plugin") / "tenant.wasm"
+    r = subprocess.run(["node", str(REPO_ROOT / "plugins" / "sdk-js" / "build.mjs"),
+                        str(REPO_ROOT / "examples" / "plugins" / "js" / "tenant" / "app.js"), str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+@pytest.mark.parametrize("language", ["rust", "python", "js"])
+def test_the_example_processor_passes_the_conformance_suite(language, request, plugin_cache_dir):
+    wasm = {
+        "rust": lambda: plugin_dir() / "weir_example_tenant.wasm",
+        "python": lambda: request.getfixturevalue("python_tenant"),
+        "js": lambda: request.getfixturevalue("js_tenant"),
+    }[language]()
     r = conformance(wasm, plugin_cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "output matches" in r.stderr and "dropped 2 spans" in r.stderr, r.stderr[-2000:]
