@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Plugin cost per language: the example processor (examples/plugins) as a
-component in Rust and in Python — and in Python without the weir:plugin@0.2.0
-host helpers (bench/plugins/python_loop) — measured by `weir plugin test`:
+component in Rust, Python and JavaScript — and in Python and JavaScript
+without the weir:plugin@0.2.0 host helpers (bench/plugins/*_loop) — measured
+by `weir plugin test`:
 .wasm size, cold compile, cached load, instantiate + init, and the call on a
 512-span batch (median and p90 over --calls calls).
 
 Build first: cargo build --release -p weir && plugins/build.sh; componentize-py
-on PATH or in tests/.venv (pip install componentize-py==0.25.1).
+on PATH or in tests/.venv (pip install componentize-py==0.25.1); node, and
+`npm ci --prefix plugins/sdk-js`.
 Run:   python3 bench/plugin_languages.py [--calls 300]
 """
 
@@ -48,6 +50,11 @@ def spans_input(path: Path, n: int = 512, resources: int = 8) -> None:
     path.write_text(json.dumps({"resourceSpans": rs}))
 
 
+def componentize_js(app: Path, out: Path) -> None:
+    subprocess.run(["node", str(REPO / "plugins" / "sdk-js" / "build.mjs"), str(app), str(out)],
+                   check=True, capture_output=True)
+
+
 def componentize(app_dir: Path, out: Path) -> None:
     tool = shutil.which("componentize-py") or str(REPO / "tests" / ".venv" / "bin" / "componentize-py")
     subprocess.run([tool, "-d", str(REPO / "wit" / "v0.2.0"), "-w", "plugin", "componentize", "app",
@@ -81,6 +88,10 @@ def main() -> None:
                           ("python, no 0.2.0 helpers", REPO / "bench" / "plugins" / "python_loop")]:
             plugins[name] = work / f"{name.split(',')[0]}-{len(plugins)}.wasm"
             componentize(app, plugins[name])
+        for name, app in [("js", REPO / "examples" / "plugins" / "js" / "tenant" / "app.js"),
+                          ("js, no 0.2.0 helpers", REPO / "bench" / "plugins" / "js_loop" / "app.js")]:
+            plugins[name] = work / f"js-{len(plugins)}.wasm"
+            componentize_js(app, plugins[name])
         rows = []
         for name, wasm in plugins.items():
             cold = plugin_test(args.weir, wasm, inp, "--no-cache", "--repeat", "1")
