@@ -4,7 +4,7 @@
 
 use wasmtime::component::{Resource, ResourceTable};
 use weir_batch::HostBatch as Tree;
-use weir_plugin_contract::{Shape, check_edit, check_items};
+use weir_plugin_contract::{ChangeError, Shape, check_edit, check_items};
 use weir_plugin_sdk::{BatchAccess, Changes, Edit, Field, Level, Value};
 
 wasmtime::component::bindgen!({
@@ -41,6 +41,49 @@ impl BatchEntry {
             invalid: None,
             refused: None,
         }
+    }
+
+    /// Checks every edit against what the queued changes apply to, then
+    /// queues them all; on the first bad one queues none and says which.
+    /// (Both contract versions; they differ only in what a refusal means.)
+    pub fn queue_edits(&mut self, edits: Vec<Edit>) -> Result<(), (usize, ChangeError)> {
+        if let Some((i, err)) = edits
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| check_edit(&self.shape, e).err().map(|err| (i, err)))
+        {
+            return Err((i, err));
+        }
+        self.changes.edits.extend(edits);
+        Ok(())
+    }
+
+    /// Queues dropping `items`, unless one does not exist.
+    pub fn queue_drops(&mut self, items: Vec<u32>) -> Result<(), String> {
+        check_items(&self.shape, "drop-items", &items).map_err(|e| e.0)?;
+        self.changes.drops.extend(items);
+        Ok(())
+    }
+
+    /// Queues routing `items`, unless one does not exist.
+    pub fn queue_route(&mut self, route: String, items: Vec<u32>) -> Result<(), String> {
+        check_items(&self.shape, "route-items", &items).map_err(|e| e.0)?;
+        self.changes.routes.push((route, items));
+        Ok(())
+    }
+
+    /// Queues replacing the batch, discarding the changes queued before;
+    /// refused (and nothing discarded) unless `otlp` is a request of this signal.
+    pub fn queue_replace(&mut self, otlp: Vec<u8>) -> Result<(), String> {
+        self.shape = self
+            .tree
+            .shape_of_replacement(&otlp)
+            .map_err(|e| format!("replace-otlp: {e}"))?;
+        self.changes = Changes {
+            replace: Some(otlp),
+            ..Changes::default()
+        };
+        Ok(())
     }
 }
 
@@ -191,25 +234,24 @@ impl wit::HostBatch for State {
                 },
             })
             .collect();
-        // As the WIT promises: one bad edit refuses the call, and nothing of it is queued.
-        for (i, e) in edits.iter().enumerate() {
-            if let Err(err) = check_edit(&entry.shape, e) {
+        // As the WIT promises: one bad edit refuses the call, and nothing of it
+        // is queued; in 0.1.0 the call then counts as invalid whatever the plugin does.
+        match entry.queue_edits(edits) {
+            Ok(()) => Ok(Ok(())),
+            Err((i, err)) => {
                 let message = format!("edit {i}: {err}");
-                // The call counts as invalid even if the plugin goes on and succeeds.
                 entry.invalid.get_or_insert_with(|| message.clone());
-                return Ok(Err(message));
+                Ok(Err(message))
             }
         }
-        entry.changes.edits.extend(edits);
-        Ok(Ok(()))
     }
 
     fn drop_items(&mut self, r: Resource<BatchEntry>, items: Vec<u32>) -> wasmtime::Result<()> {
+        // 0.1.0 cannot answer an error here: the call counts as invalid instead.
         let entry = self.entry_mut(&r)?;
-        if let Err(e) = check_items(&entry.shape, "drop-items", &items) {
-            entry.invalid = Some(e.0);
+        if let Err(e) = entry.queue_drops(items) {
+            entry.invalid.get_or_insert(e);
         }
-        entry.changes.drops.extend(items);
         Ok(())
     }
 
@@ -220,10 +262,9 @@ impl wit::HostBatch for State {
         items: Vec<u32>,
     ) -> wasmtime::Result<()> {
         let entry = self.entry_mut(&r)?;
-        if let Err(e) = check_items(&entry.shape, "route-items", &items) {
-            entry.invalid = Some(e.0);
+        if let Err(e) = entry.queue_route(route, items) {
+            entry.invalid.get_or_insert(e);
         }
-        entry.changes.routes.push((route, items));
         Ok(())
     }
 
@@ -237,21 +278,13 @@ impl wit::HostBatch for State {
         otlp: Vec<u8>,
     ) -> wasmtime::Result<Result<(), String>> {
         let entry = self.entry_mut(&r)?;
-        // Refused (and nothing discarded) unless it is a request of this signal.
-        let shape = match entry.tree.shape_of_replacement(&otlp) {
-            Ok(s) => s,
-            Err(e) => {
-                let message = format!("replace-otlp: {e}");
+        match entry.queue_replace(otlp) {
+            Ok(()) => Ok(Ok(())),
+            Err(message) => {
                 entry.invalid.get_or_insert_with(|| message.clone());
-                return Ok(Err(message));
+                Ok(Err(message))
             }
-        };
-        entry.shape = shape;
-        entry.changes = Changes {
-            replace: Some(otlp),
-            ..Changes::default()
-        };
-        Ok(Ok(()))
+        }
     }
 
     fn drop(&mut self, _r: Resource<BatchEntry>) -> wasmtime::Result<()> {

@@ -5,9 +5,8 @@
 
 use wasmtime::component::Resource;
 use weir_batch::Matcher;
-use weir_plugin_contract::{check_edit, check_items};
 use weir_plugin_sdk::glob::GlobSet;
-use weir_plugin_sdk::{BatchAccess, Changes, Edit, Field, Level, Value};
+use weir_plugin_sdk::{BatchAccess, Edit, Field, Level, Value};
 
 use crate::bindings::{BatchEntry, State};
 
@@ -114,6 +113,17 @@ fn entry_mut<'a>(s: &'a mut State, r: &Resource<BatchEntry>) -> wasmtime::Result
     Ok(s.table.get_mut(r)?)
 }
 
+/// A queued change's answer to the plugin; a refusal is remembered, so that
+/// if the plugin then fails, it fails as "invalid".
+fn refusal(
+    entry: &mut BatchEntry,
+    queue: impl FnOnce(&mut BatchEntry) -> Result<(), String>,
+) -> Result<(), String> {
+    queue(entry).inspect_err(|message| {
+        entry.refused.get_or_insert_with(|| message.clone());
+    })
+}
+
 impl wit::Host for State {}
 
 impl wit::HostBatch for State {
@@ -217,20 +227,18 @@ impl wit::HostBatch for State {
         edits: Vec<wit::Edit>,
     ) -> wasmtime::Result<Result<(), wit::ChangeError>> {
         let entry = entry_mut(self, &r)?;
-        let edits: Vec<Edit> = edits.into_iter().map(edit).collect();
-        for (i, e) in edits.iter().enumerate() {
-            // 0.2.0 returns the refusal to the plugin, which decides what
-            // to do; the call does not fail for it.
-            if let Err(err) = check_edit(&entry.shape, e) {
+        // 0.2.0 returns the refusal to the plugin, which decides what to do;
+        // the call fails for it only if the plugin then fails.
+        match entry.queue_edits(edits.into_iter().map(edit).collect()) {
+            Ok(()) => Ok(Ok(())),
+            Err((i, err)) => {
                 entry.refused.get_or_insert_with(|| format!("edit {i}: {err}"));
-                return Ok(Err(wit::ChangeError {
+                Ok(Err(wit::ChangeError {
                     edit: u32::try_from(i).unwrap_or(u32::MAX),
                     message: err.0,
-                }));
+                }))
             }
         }
-        entry.changes.edits.extend(edits);
-        Ok(Ok(()))
     }
 
     fn drop_items(
@@ -238,13 +246,7 @@ impl wit::HostBatch for State {
         r: Resource<BatchEntry>,
         items: Vec<u32>,
     ) -> wasmtime::Result<Result<(), String>> {
-        let entry = entry_mut(self, &r)?;
-        if let Err(e) = check_items(&entry.shape, "drop-items", &items) {
-            entry.refused.get_or_insert_with(|| e.0.clone());
-            return Ok(Err(e.0));
-        }
-        entry.changes.drops.extend(items);
-        Ok(Ok(()))
+        Ok(refusal(entry_mut(self, &r)?, |e| e.queue_drops(items)))
     }
 
     fn route_items(
@@ -253,13 +255,7 @@ impl wit::HostBatch for State {
         route: String,
         items: Vec<u32>,
     ) -> wasmtime::Result<Result<(), String>> {
-        let entry = entry_mut(self, &r)?;
-        if let Err(e) = check_items(&entry.shape, "route-items", &items) {
-            entry.refused.get_or_insert_with(|| e.0.clone());
-            return Ok(Err(e.0));
-        }
-        entry.changes.routes.push((route, items));
-        Ok(Ok(()))
+        Ok(refusal(entry_mut(self, &r)?, |e| e.queue_route(route, items)))
     }
 
     fn to_otlp(&mut self, r: Resource<BatchEntry>) -> wasmtime::Result<Vec<u8>> {
@@ -271,21 +267,7 @@ impl wit::HostBatch for State {
         r: Resource<BatchEntry>,
         otlp: Vec<u8>,
     ) -> wasmtime::Result<Result<(), String>> {
-        let entry = entry_mut(self, &r)?;
-        let shape = match entry.tree.shape_of_replacement(&otlp) {
-            Ok(s) => s,
-            Err(e) => {
-                let message = format!("replace-otlp: {e}");
-                entry.refused.get_or_insert_with(|| message.clone());
-                return Ok(Err(message));
-            }
-        };
-        entry.shape = shape;
-        entry.changes = Changes {
-            replace: Some(otlp),
-            ..Changes::default()
-        };
-        Ok(Ok(()))
+        Ok(refusal(entry_mut(self, &r)?, |e| e.queue_replace(otlp)))
     }
 
     fn drop(&mut self, _r: Resource<BatchEntry>) -> wasmtime::Result<()> {
