@@ -7,6 +7,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use weir_plugin_sdk::Level;
 
 pub enum Otlp {
@@ -55,6 +57,21 @@ impl Index {
             Level::Metric => self.metrics.iter().map(|m| m[0]).collect(),
             Level::Exemplar => self.exemplars.iter().map(|x| x[0]).collect(),
         }
+    }
+
+    /// Where item `it` sits: (resource, scope within it, item within the
+    /// scope or metric within the scope, data point within the metric).
+    pub fn item_path(&self, it: u32) -> Option<(usize, usize, usize, usize)> {
+        let [sc, i, j] = *self.items.get(it as usize)?;
+        let [r, s] = *self.scopes.get(sc as usize)?;
+        Some((r as usize, s as usize, i as usize, j as usize))
+    }
+
+    /// Where metric entity `e` sits: (resource, scope within it, metric within the scope).
+    pub fn metric_path(&self, e: usize) -> Option<(usize, usize, usize)> {
+        let [sc, m] = *self.metrics.get(e)?;
+        let [r, s] = *self.scopes.get(sc as usize)?;
+        Some((r as usize, s as usize, m as usize))
     }
 
     /// Each data point's (`Item`) or exemplar's metric entity; empty for
@@ -273,17 +290,8 @@ impl Otlp {
                 let (r, s, i, _) = item_of(it)?;
                 Some(&q.resource_spans[r].scope_spans[s].spans[i].links[k as usize].attributes)
             }
-            (Otlp::Metrics(q), Level::Metric) => {
-                let [sc, m] = *ix.metrics.get(e)?;
-                let (r, s) = scope_of(sc)?;
-                Some(&q.resource_metrics[r].scope_metrics[s].metrics[m as usize].metadata)
-            }
-            (Otlp::Metrics(q), Level::Exemplar) => {
-                let [it, k] = *ix.exemplars.get(e)?;
-                let (r, s, m, p) = item_of(it)?;
-                let x = exemplars(&q.resource_metrics[r].scope_metrics[s].metrics[m], p)?;
-                Some(&x.get(k as usize)?.filtered_attributes)
-            }
+            (Otlp::Metrics(_), Level::Metric) => self.metric(ix, e).map(|m| &m.metadata[..]),
+            (Otlp::Metrics(_), Level::Exemplar) => self.exemplar(ix, e).map(|x| &x.filtered_attributes[..]),
             _ => None,
         }
     }
@@ -291,72 +299,62 @@ impl Otlp {
     /// The metric of a metric entity.
     pub fn metric(&self, ix: &Index, e: usize) -> Option<&Metric> {
         let Otlp::Metrics(q) = self else { return None };
-        let [sc, m] = *ix.metrics.get(e)?;
-        let [r, s] = *ix.scopes.get(sc as usize)?;
-        q.resource_metrics
-            .get(r as usize)?
-            .scope_metrics
-            .get(s as usize)?
-            .metrics
-            .get(m as usize)
+        let (r, s, m) = ix.metric_path(e)?;
+        q.resource_metrics.get(r)?.scope_metrics.get(s)?.metrics.get(m)
     }
 
     pub fn metric_mut(&mut self, ix: &Index, e: usize) -> Option<&mut Metric> {
         let Otlp::Metrics(q) = self else { return None };
-        let [sc, m] = *ix.metrics.get(e)?;
-        let [r, s] = *ix.scopes.get(sc as usize)?;
+        let (r, s, m) = ix.metric_path(e)?;
         q.resource_metrics
-            .get_mut(r as usize)?
+            .get_mut(r)?
             .scope_metrics
-            .get_mut(s as usize)?
+            .get_mut(s)?
             .metrics
-            .get_mut(m as usize)
+            .get_mut(m)
     }
 
     /// One exemplar of a metrics batch.
     pub fn exemplar(&self, ix: &Index, e: usize) -> Option<&Exemplar> {
-        let [it, k] = *ix.exemplars.get(e)?;
-        let [sc, m, p] = *ix.items.get(it as usize)?;
-        let [r, s] = *ix.scopes.get(sc as usize)?;
         let Otlp::Metrics(q) = self else { return None };
-        let metric = &q.resource_metrics[r as usize].scope_metrics[s as usize].metrics[m as usize];
-        exemplars(metric, p as usize)?.get(k as usize)
+        let [it, k] = *ix.exemplars.get(e)?;
+        let (r, s, m, p) = ix.item_path(it)?;
+        exemplars(&q.resource_metrics[r].scope_metrics[s].metrics[m], p)?.get(k as usize)
+    }
+
+    fn exemplar_mut(&mut self, ix: &Index, e: usize) -> Option<&mut Exemplar> {
+        let Otlp::Metrics(q) = self else { return None };
+        let [it, k] = *ix.exemplars.get(e)?;
+        let (r, s, m, p) = ix.item_path(it)?;
+        exemplars_mut(&mut q.resource_metrics[r].scope_metrics[s].metrics[m], p)?.get_mut(k as usize)
+    }
+
+    /// The span an event or link (`[item, k]`) belongs to.
+    fn span_of(&self, ix: &Index, item: u32) -> Option<&Span> {
+        let Otlp::Traces(q) = self else { return None };
+        let (r, s, i, _) = ix.item_path(item)?;
+        Some(&q.resource_spans[r].scope_spans[s].spans[i])
     }
 
     /// One span event of a traces batch.
-    pub fn event(&self, ix: &Index, e: usize) -> Option<&opentelemetry_proto::tonic::trace::v1::span::Event> {
+    pub fn event(&self, ix: &Index, e: usize) -> Option<&Event> {
         let [it, k] = *ix.events.get(e)?;
-        let [sc, i, _] = *ix.items.get(it as usize)?;
-        let [r, s] = *ix.scopes.get(sc as usize)?;
-        let Otlp::Traces(q) = self else { return None };
-        q.resource_spans[r as usize].scope_spans[s as usize].spans[i as usize]
-            .events
-            .get(k as usize)
+        self.span_of(ix, it)?.events.get(k as usize)
     }
 
-    pub fn event_mut(
-        &mut self,
-        ix: &Index,
-        e: usize,
-    ) -> Option<&mut opentelemetry_proto::tonic::trace::v1::span::Event> {
-        let [it, k] = *ix.events.get(e)?;
-        let [sc, i, _] = *ix.items.get(it as usize)?;
-        let [r, s] = *ix.scopes.get(sc as usize)?;
+    pub fn event_mut(&mut self, ix: &Index, e: usize) -> Option<&mut Event> {
         let Otlp::Traces(q) = self else { return None };
-        q.resource_spans[r as usize].scope_spans[s as usize].spans[i as usize]
+        let [it, k] = *ix.events.get(e)?;
+        let (r, s, i, _) = ix.item_path(it)?;
+        q.resource_spans[r].scope_spans[s].spans[i]
             .events
             .get_mut(k as usize)
     }
 
     /// One span link of a traces batch.
-    pub fn link(&self, ix: &Index, e: usize) -> Option<&opentelemetry_proto::tonic::trace::v1::span::Link> {
+    pub fn link(&self, ix: &Index, e: usize) -> Option<&Link> {
         let [it, k] = *ix.links.get(e)?;
-        let [sc, i, _] = *ix.items.get(it as usize)?;
-        let [r, s] = *ix.scopes.get(sc as usize)?;
-        let Otlp::Traces(q) = self else { return None };
-        q.resource_spans[r as usize].scope_spans[s as usize].spans[i as usize]
-            .links
-            .get(k as usize)
+        self.span_of(ix, it)?.links.get(k as usize)
     }
 
     /// Mutable attributes of one entity, creating an empty resource or scope
@@ -368,6 +366,11 @@ impl Otlp {
             let (r, s) = scope_of(sc)?;
             Some((r, s, i as usize, j as usize))
         };
+        match level {
+            Level::Metric => return self.metric_mut(ix, e).map(|m| &mut m.metadata),
+            Level::Exemplar => return self.exemplar_mut(ix, e).map(|x| &mut x.filtered_attributes),
+            _ => {}
+        }
         match (self, level) {
             (Otlp::Traces(q), Level::Resource) => Some(
                 &mut q
@@ -441,17 +444,6 @@ impl Otlp {
                 let [it, k] = *ix.links.get(e)?;
                 let (r, s, i, _) = item_of(it)?;
                 Some(&mut q.resource_spans[r].scope_spans[s].spans[i].links[k as usize].attributes)
-            }
-            (Otlp::Metrics(q), Level::Metric) => {
-                let [sc, m] = *ix.metrics.get(e)?;
-                let (r, s) = scope_of(sc)?;
-                Some(&mut q.resource_metrics[r].scope_metrics[s].metrics[m as usize].metadata)
-            }
-            (Otlp::Metrics(q), Level::Exemplar) => {
-                let [it, k] = *ix.exemplars.get(e)?;
-                let (r, s, m, p) = item_of(it)?;
-                let x = exemplars_mut(&mut q.resource_metrics[r].scope_metrics[s].metrics[m], p)?;
-                Some(&mut x.get_mut(k as usize)?.filtered_attributes)
             }
             _ => None,
         }

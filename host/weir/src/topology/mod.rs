@@ -87,6 +87,8 @@ struct Built {
     /// Stages started for this config (they hold no data yet, unless a disk
     /// queue recovered some).
     new_stages: BTreeMap<StageKey, Arc<ExportStage>>,
+    /// Plugins rebuilt because their wasm changed under an unchanged config.
+    bytes_changed: Vec<String>,
 }
 
 impl Topology {
@@ -154,9 +156,10 @@ impl Topology {
     /// Replaces the running config with `new`, touching only what changed;
     /// on an error nothing running has changed.
     pub async fn apply(&mut self, new: Config) -> Result<Report, Vec<ConfigError>> {
-        let mut report = Report::between(&self.config, &new, &self.changed_plugins(&new));
+        let mut report = Report::between(&self.config, &new);
         let grace = new.service.shutdown_grace.0;
         let quiesce = self.build_and_swap(new, grace)?;
+        report.plugins_rebuilt(&quiesce.bytes_changed);
         report.restart_required.extend(quiesce.restart_required);
         // Stages only the old pipeline sets reached are retired once no
         // request still being admitted can enqueue into them.
@@ -175,21 +178,6 @@ impl Topology {
         }
         self.servers.reap();
         Ok(report)
-    }
-
-    /// The plugins whose wasm bytes changed while their config did not.
-    fn changed_plugins(&self, new: &Config) -> BTreeSet<String> {
-        let mut changed = BTreeSet::new();
-        for (name, pc) in &new.plugins {
-            if let Some(running) = self.plugins.get(name)
-                && running.config == *pc
-                && let Ok(source) = WasmSource::read(pc, &self.plugin_base)
-                && source.map(|s| s.sha256) != running.sha256
-            {
-                changed.insert(name.clone());
-            }
-        }
-        changed
     }
 
     fn runtime(&mut self, config: &Config) -> Result<Arc<PluginRuntime>, ConfigError> {
@@ -237,9 +225,11 @@ impl Topology {
                         let sha256 = source.as_ref().map(|s| s.sha256.clone());
                         if let Some(running) = self.plugins.get(name)
                             && running.config == *pc
-                            && running.sha256 == sha256
                         {
-                            continue;
+                            if running.sha256 == sha256 {
+                                continue;
+                            }
+                            built.bytes_changed.push(name.clone());
                         }
                         match runtime.load_source(name, pc, source) {
                             Ok(runner) => {
@@ -323,8 +313,11 @@ impl Topology {
     /// Builds `new` aside and swaps it in; returns what must wait until the
     /// requests admitted with the old pipeline sets are done.
     fn build_and_swap(&mut self, new: Config, grace: Duration) -> Result<Quiesce, Vec<ConfigError>> {
-        let built = self.build(&new)?;
-        let mut quiesce = Quiesce::default();
+        let mut built = self.build(&new)?;
+        let mut quiesce = Quiesce {
+            bytes_changed: std::mem::take(&mut built.bytes_changed),
+            ..Quiesce::default()
+        };
         let now = Instant::now();
 
         // Plugins: the new set is the kept ones plus the built ones.
@@ -536,4 +529,5 @@ struct Quiesce {
     retire: Vec<(Arc<ExportStage>, Option<Instant>)>,
     retire_exporters: Vec<Arc<dyn Exporter>>,
     restart_required: Vec<String>,
+    bytes_changed: Vec<String>,
 }

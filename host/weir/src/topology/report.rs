@@ -1,6 +1,6 @@
 //! What a reload changed, by component, as config keys.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use weir_pipeline::config::Config;
@@ -14,17 +14,11 @@ pub struct Report {
     pub restart_required: Vec<String>,
 }
 
-fn diff<V: PartialEq>(
-    section: &str,
-    old: &BTreeMap<String, V>,
-    new: &BTreeMap<String, V>,
-    also_changed: &BTreeSet<String>,
-    r: &mut Report,
-) {
+fn diff<V: PartialEq>(section: &str, old: &BTreeMap<String, V>, new: &BTreeMap<String, V>, r: &mut Report) {
     for (name, v) in new {
         match old.get(name) {
             None => r.added.push(format!("{section}.{name}")),
-            Some(o) if o != v || also_changed.contains(name) => r.changed.push(format!("{section}.{name}")),
+            Some(o) if o != v => r.changed.push(format!("{section}.{name}")),
             Some(_) => {}
         }
     }
@@ -34,21 +28,13 @@ fn diff<V: PartialEq>(
 }
 
 impl Report {
-    /// The differences from `old` to `new`; `plugin_bytes_changed` names the
-    /// plugins whose wasm file changed under an unchanged config.
-    pub fn between(old: &Config, new: &Config, plugin_bytes_changed: &BTreeSet<String>) -> Report {
+    /// The differences of the config values from `old` to `new`.
+    pub fn between(old: &Config, new: &Config) -> Report {
         let mut r = Report::default();
-        let none = BTreeSet::new();
-        diff("receivers", &old.receivers, &new.receivers, &none, &mut r);
-        diff(
-            "plugins",
-            &old.plugins,
-            &new.plugins,
-            plugin_bytes_changed,
-            &mut r,
-        );
-        diff("exporters", &old.exporters, &new.exporters, &none, &mut r);
-        diff("pipelines", &old.pipelines, &new.pipelines, &none, &mut r);
+        diff("receivers", &old.receivers, &new.receivers, &mut r);
+        diff("plugins", &old.plugins, &new.plugins, &mut r);
+        diff("exporters", &old.exporters, &new.exporters, &mut r);
+        diff("pipelines", &old.pipelines, &new.pipelines, &mut r);
         let (a, b) = (&old.service, &new.service);
         for (changed, key) in [
             (old.admin != new.admin, "admin"),
@@ -67,6 +53,29 @@ impl Report {
             }
         }
         r
+    }
+}
+
+impl Report {
+    /// Counts as changed the plugins rebuilt because their wasm file changed
+    /// under an unchanged config (the config diff cannot see that).
+    pub fn plugins_rebuilt(&mut self, names: &[String]) {
+        if names.is_empty() {
+            return;
+        }
+        // Keep the section order of `between`: receivers, plugins, exporters, pipelines.
+        let (mut plugins, mut rest): (Vec<String>, Vec<String>) = std::mem::take(&mut self.changed)
+            .into_iter()
+            .partition(|c| c.starts_with("plugins."));
+        plugins.extend(names.iter().map(|n| format!("plugins.{n}")));
+        plugins.sort();
+        plugins.dedup();
+        let at = rest
+            .iter()
+            .position(|c| !c.starts_with("receivers."))
+            .unwrap_or(rest.len());
+        rest.splice(at..at, plugins);
+        self.changed = rest;
     }
 }
 
