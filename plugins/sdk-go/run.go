@@ -88,12 +88,17 @@ func recovered(where string, err *error) {
 		return
 	}
 	stack := string(debug.Stack())
-	// Drop the frames of the panic machinery and of this function.
+	// Keep the plugin's frames: those between the panic and the SDK's caller.
 	if i := strings.Index(stack, "panic("); i >= 0 {
 		if j := strings.Index(stack[i:], "\n"); j >= 0 {
 			if k := strings.Index(stack[i+j+1:], "\n"); k >= 0 {
 				stack = stack[i+j+k+2:]
 			}
+		}
+	}
+	for _, caller := range []string{"\nweir.dev/plugin.dispatch(", "\nweir.dev/plugin.RunInit("} {
+		if i := strings.Index(stack, caller); i >= 0 {
+			stack = stack[:i]
 		}
 	}
 	if len(stack) > maxStack {
