@@ -55,6 +55,34 @@ def test_the_c_component_is_small_and_imports_only_what_weir_links(c_tenant):
     assert not others, f"imports weir refuses: {others}"
 
 
+LOGS = {"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
+                           "scopeLogs": [{"scope": {"name": "s"}, "logRecords": [
+                               {"timeUnixNano": "1", "body": {"stringValue": "GET /health"},
+                                "attributes": [{"key": "tenant.id", "value": {"intValue": "7"}}]},
+                               {"timeUnixNano": "2", "body": {"stringValue": "hello"}}]}]}]}
+POINTS = [{"asInt": "3", "timeUnixNano": "1"}, {"asInt": "4", "timeUnixNano": "2"}]
+METRICS = {"resourceMetrics": [{"resource": {"attributes": [{"key": "tenant.id", "value": {"stringValue": "acme"}}]},
+                                "scopeMetrics": [{"scope": {"name": "s"}, "metrics": [
+                                    {"name": "requests", "sum": {"aggregationTemporality": 2, "isMonotonic": True,
+                                                                 "dataPoints": POINTS}}]}]}]}
+
+
+@pytest.mark.parametrize("signal", ["logs", "metrics"])
+def test_the_c_example_handles_logs_and_metrics(signal, tmp_path, c_tenant, plugin_cache_dir):
+    """The other two exports: tenants are set (an int id as its text), nothing is dropped."""
+    inp = tmp_path / f"{signal}.json"
+    inp.write_text(json.dumps(LOGS if signal == "logs" else METRICS))
+    r = plugin_test(c_tenant, plugin_cache_dir, "--input", str(inp))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "dropped" not in r.stderr, r.stderr[-2000:]
+    res = json.loads(r.stdout)["default"]["resourceLogs" if signal == "logs" else "resourceMetrics"][0]
+    attrs = {a["key"]: a["value"]["stringValue"] for a in res["resource"]["attributes"]}
+    assert attrs["tenant"] == ("7" if signal == "logs" else "acme"), attrs
+    items = res["scopeLogs"][0]["logRecords"] if signal == "logs" else \
+        res["scopeMetrics"][0]["metrics"][0]["sum"]["dataPoints"]
+    assert len(items) == 2
+
+
 def test_a_c_plugin_runs_end_to_end(start_weir, sink, c_tenant, plugin_cache_dir):
     plugins = {"tenant": {"path": str(c_tenant), "config": {"drop_names": ["GET /health*", "GET /ready"]}}}
     w = start_weir(config_text=plugin_config_template(plugins, pipelines={"traces": {"plugins": ["tenant"]}},

@@ -265,6 +265,11 @@ static size_t entries(const weir_plugin_types_column_t *c) {
     return c->offsets.len ? c->offsets.len - 1 : 0;
 }
 
+/* data + offset, without forming NULL + 0 (empty lists may have no storage). */
+static const uint8_t *at(const uint8_t *data, uint32_t offset) {
+    return data ? data + offset : NULL;
+}
+
 static weir_values decode_column(weir_batch *b, weir_plugin_types_column_t col, bool tagged, weir_field f) {
     take_column(b, col);
     size_t n = entries(&col);
@@ -272,7 +277,7 @@ static weir_values decode_column(weir_batch *b, weir_plugin_types_column_t col, 
     for (size_t i = 0; i < n; i++) {
         uint32_t s = col.offsets.ptr[i], e = col.offsets.ptr[i + 1];
         if (e < s || e > col.data.len) e = s; /* a malformed entry reads as absent */
-        out[i] = tagged ? decode_tagged(b, col.data.ptr + s, e - s) : decode_plain(b, f, col.data.ptr + s, e - s);
+        out[i] = tagged ? decode_tagged(b, at(col.data.ptr, s), e - s) : decode_plain(b, f, at(col.data.ptr, s), e - s);
     }
     return (weir_values){out, n};
 }
@@ -432,8 +437,8 @@ weir_attr_table weir_attributes(weir_batch *b, weir_level level) {
             uint32_t vs = t.values.offsets.ptr[j], ve = t.values.offsets.ptr[j + 1];
             if (ke < ks || ke > t.keys.data.len) ke = ks;
             if (ve < vs || ve > t.values.data.len) ve = vs;
-            attrs[j - s].key = arena_copy(b, t.keys.data.ptr + ks, ke - ks);
-            attrs[j - s].value = decode_tagged(b, t.values.data.ptr + vs, ve - vs);
+            attrs[j - s].key = arena_copy(b, at(t.keys.data.ptr, ks), ke - ks);
+            attrs[j - s].value = decode_tagged(b, at(t.values.data.ptr, vs), ve - vs);
         }
         out[e] = (weir_attrs){attrs, end - s};
     }

@@ -314,6 +314,9 @@ fn validate(config: &Config, table: &toml::Table, errors: &mut Vec<ConfigError>)
     if table.contains_key("admin") {
         check_addr("admin.address".into(), &config.admin.address);
     }
+    if let Some(a) = &config.admin.auth {
+        a.validate("admin.auth", errors);
+    }
     for (name, receiver) in &config.receivers {
         let ReceiverConfig::Otlp(otlp) = receiver;
         if let Some(g) = &otlp.grpc {
@@ -322,11 +325,17 @@ fn validate(config: &Config, table: &toml::Table, errors: &mut Vec<ConfigError>)
         if let Some(h) = &otlp.http {
             check_addr(format!("receivers.{name}.http.address"), &h.address);
         }
+        if let Some(a) = &otlp.auth {
+            a.validate(&format!("receivers.{name}.auth"), errors);
+        }
     }
     for (name, exporter) in &config.exporters {
         let key = format!("exporters.{name}");
         if let ExporterConfig::OtlpGrpc(c) | ExporterConfig::OtlpHttp(c) = exporter {
             check_endpoint(&format!("{key}.endpoint"), &c.endpoint, errors);
+            if let Some(tls) = &c.tls {
+                tls.validate(&format!("{key}.tls"), &c.endpoint, errors);
+            }
         }
         let stage = exporter.stage();
         if stage.batch.max_items == 0 {
@@ -497,14 +506,11 @@ fn check_refs(
 }
 
 fn check_endpoint(key: &str, endpoint: &str, errors: &mut Vec<ConfigError>) {
+    // https:// is verified against the system's roots unless `tls` says otherwise.
     let rest = if let Some(r) = endpoint.strip_prefix("http://") {
         r
-    } else if endpoint.starts_with("https://") {
-        errors.push(ConfigError::new(
-            key,
-            "https endpoints need TLS, which this build of weir does not include yet; use http:// (e.g. through a TLS-terminating proxy)",
-        ));
-        return;
+    } else if let Some(r) = endpoint.strip_prefix("https://") {
+        r
     } else {
         errors.push(ConfigError::new(
             key,

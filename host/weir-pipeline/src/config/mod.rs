@@ -4,14 +4,18 @@
 //! Loading is in [`load`]; every error found is reported at once, each naming the
 //! key it concerns.
 
+pub mod auth;
 mod env;
 mod error;
 mod load;
 mod model;
 pub mod parquet;
+pub mod tls;
 mod units;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{EMBEDDED_PREFIX, load_file, parse_str, pipeline_signal};
+pub use auth::{AuthConfig, TokenSource};
 pub use model::*;
+pub use tls::{TlsClientConfig, TlsServerConfig, TlsVersion};
 pub use units::{ByteSize, HumanDuration};

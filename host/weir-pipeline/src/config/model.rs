@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::auth::AuthConfig;
+use super::tls::{TlsClientConfig, TlsServerConfig};
 use super::{ByteSize, HumanDuration};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,13 +82,21 @@ pub struct AdminConfig {
     pub address: String,
     /// Connections served at once; more are accepted and closed at once.
     pub max_connections: usize,
+    /// HTTPS (and mTLS) for the admin endpoints.
+    pub tls: Option<TlsServerConfig>,
+    /// Bearer tokens for /metrics, /status and /reload (/health and /ready
+    /// stay open for probes).
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
-            address: "0.0.0.0:13133".into(),
+            // Loopback unless configured otherwise: /reload and /status are not for everyone.
+            address: "127.0.0.1:13133".into(),
             max_connections: 64,
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -100,19 +110,23 @@ pub enum ReceiverConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpReceiverConfig {
-    /// gRPC listener; on by default at 0.0.0.0:4317 when neither protocol is given.
+    /// gRPC listener; on by default at 127.0.0.1:4317 when neither protocol is given.
     pub grpc: Option<ListenerConfig>,
-    /// HTTP listener (protobuf and JSON); on by default at 0.0.0.0:4318 when neither
+    /// HTTP listener (protobuf and JSON); on by default at 127.0.0.1:4318 when neither
     /// protocol is given.
     pub http: Option<ListenerConfig>,
     /// Largest request accepted, measured after decompression.
     #[serde(default = "default_max_request_size")]
     pub max_request_size: ByteSize,
+    /// Bearer tokens required on both listeners.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
 }
 
 impl OtlpReceiverConfig {
-    pub const DEFAULT_GRPC: &'static str = "0.0.0.0:4317";
-    pub const DEFAULT_HTTP: &'static str = "0.0.0.0:4318";
+    // Loopback unless configured otherwise, as the Collector does.
+    pub const DEFAULT_GRPC: &'static str = "127.0.0.1:4317";
+    pub const DEFAULT_HTTP: &'static str = "127.0.0.1:4318";
 
     /// The gRPC and HTTP addresses to listen on, applying the defaults.
     pub fn listeners(&self) -> (Option<&str>, Option<&str>) {
@@ -152,6 +166,8 @@ pub struct ListenerConfig {
     pub keepalive_interval: HumanDuration,
     #[serde(default = "d_keepalive_timeout")]
     pub keepalive_timeout: HumanDuration,
+    #[serde(default)]
+    pub tls: Option<TlsServerConfig>,
 }
 
 fn d_max_connections() -> usize {
@@ -257,6 +273,9 @@ pub struct OtlpExporterConfig {
     pub endpoint: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// CA, client certificate and server name for an `https://` endpoint.
+    #[serde(default)]
+    pub tls: Option<TlsClientConfig>,
     #[serde(default)]
     pub compression: Compression,
     #[serde(default = "default_export_timeout")]
