@@ -314,9 +314,6 @@ fn validate(config: &Config, table: &toml::Table, errors: &mut Vec<ConfigError>)
     if table.contains_key("admin") {
         check_addr("admin.address".into(), &config.admin.address);
     }
-    if let Some(a) = &config.admin.auth {
-        a.validate("admin.auth", errors);
-    }
     for (name, receiver) in &config.receivers {
         let ReceiverConfig::Otlp(otlp) = receiver;
         if let Some(g) = &otlp.grpc {
@@ -325,6 +322,12 @@ fn validate(config: &Config, table: &toml::Table, errors: &mut Vec<ConfigError>)
         if let Some(h) = &otlp.http {
             check_addr(format!("receivers.{name}.http.address"), &h.address);
         }
+    }
+    if let Some(a) = &config.admin.auth {
+        a.validate("admin.auth", errors);
+    }
+    for (name, receiver) in &config.receivers {
+        let ReceiverConfig::Otlp(otlp) = receiver;
         if let Some(a) = &otlp.auth {
             a.validate(&format!("receivers.{name}.auth"), errors);
         }
