@@ -6,7 +6,8 @@ memory — what the SDK's handling of the borrowed handle, the garbage collector
 the pinned host allocations is for. Without any one of the three the last two
 tests fail (checked by building the SDK with each removed): no drop of the borrow
 traps the first call ("borrow handles still remain"); automatic GC traps with
-"cannot leave component instance" within 2000 calls (and overruns 8 MiB); no Unpin
+"cannot leave component instance" at its first collection (~550 calls here; and
+overruns 8 MiB); no Unpin
 pins ~7.7 KB per batch for good and hits the 8 MiB limit after ~500 batches."""
 
 from __future__ import annotations
