@@ -3,6 +3,7 @@
 // The SDK (weir-plugin.js) goes in front of app.js (componentize-js takes one
 // module). wasi:http and the fetch event are left out: weir does not link them.
 import { componentize } from "@bytecodealliance/componentize-js";
+import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,8 +16,16 @@ if (!app || !out) {
 }
 const sdk = await readFile(join(here, "weir-plugin.js"), "utf8");
 const source = `${sdk}\n${await readFile(app, "utf8")}`;
+// In the weir repository the WIT is at wit/v0.2.0; in a project written by
+// `weir plugin new --lang js` it is at wit/plugin.wit beside this directory.
+const candidates = [join(here, "..", "..", "wit", "v0.2.0", "plugin.wit"), join(here, "..", "wit", "plugin.wit")];
+const witPath = candidates.find((p) => existsSync(p));
+if (!witPath) {
+  console.error(`weir:plugin@0.2.0 WIT not found; looked at ${candidates.join(", ")}`);
+  process.exit(2);
+}
 const { component } = await componentize(source, {
-  witPath: join(here, "..", "..", "wit", "v0.2.0", "plugin.wit"),
+  witPath,
   worldName: "plugin",
   disableFeatures: ["http", "fetch-event"],
 });

@@ -1,5 +1,5 @@
 """`weir plugin new`: the project it writes passes its own test as it is, and the
-component it builds passes through `weir plugin test` (Python and Rust)."""
+component it builds passes through `weir plugin test` (Python, Rust and JavaScript)."""
 
 from __future__ import annotations
 
@@ -54,3 +54,12 @@ def test_a_name_that_cannot_be_a_plugin_is_refused(tmp_path):
     r = subprocess.run([str(weir_bin()), "plugin", "new", "--lang", "python", "My Plugin", "--dir", str(tmp_path / "x")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "lowercase letters" in r.stderr, r.stderr
+
+
+def test_a_new_js_plugin_tests_and_builds(tmp_path, plugin_cache_dir):
+    project = new(tmp_path, "js", "my-filter")
+    # npm's cache (filled by run-all's `npm ci` of plugins/sdk-js) makes this quick.
+    for args in (["install", "--no-audit", "--no-fund", "--loglevel=error"], ["test"], ["run", "build"]):
+        r = subprocess.run(["npm", *args], cwd=project, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    check_output(project / "my-filter.wasm", project, plugin_cache_dir)

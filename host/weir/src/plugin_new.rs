@@ -1,4 +1,4 @@
-//! `weir plugin new --lang rust|python NAME`: writes a plugin project that
+//! `weir plugin new --lang rust|python|js NAME`: writes a plugin project that
 //! builds and passes its own test as it is. The templates live in
 //! host/weir/templates/; the SDK (and for Rust the contract crate) and the WIT
 //! are copied in from the sources this weir was built from, so the project
@@ -12,6 +12,7 @@ use anyhow::{Context as _, bail};
 pub enum Lang {
     Rust,
     Python,
+    Js,
 }
 
 const WIT: &str = include_str!("../../../wit/v0.2.0/plugin.wit");
@@ -39,6 +40,33 @@ const PYTHON: &[(&str, &str)] = &[
     (
         "weir_plugin/testing.py",
         include_str!("../../../plugins/sdk-python/weir_plugin/testing.py"),
+    ),
+    ("wit/plugin.wit", WIT),
+];
+
+const JS: &[(&str, &str)] = &[
+    ("app.js", include_str!("../templates/js/app.js")),
+    ("README.md", include_str!("../templates/js/README.md")),
+    ("package.json", include_str!("../templates/js/package.json")),
+    (
+        "test/app.test.mjs",
+        include_str!("../templates/js/test/app.test.mjs"),
+    ),
+    (
+        "weir-plugin/weir-plugin.js",
+        include_str!("../../../plugins/sdk-js/weir-plugin.js"),
+    ),
+    (
+        "weir-plugin/weir-plugin.d.ts",
+        include_str!("../../../plugins/sdk-js/weir-plugin.d.ts"),
+    ),
+    (
+        "weir-plugin/testing.mjs",
+        include_str!("../../../plugins/sdk-js/testing.mjs"),
+    ),
+    (
+        "weir-plugin/build.mjs",
+        include_str!("../../../plugins/sdk-js/build.mjs"),
     ),
     ("wit/plugin.wit", WIT),
 ];
@@ -150,6 +178,7 @@ pub fn run(lang: Lang, name: &str, dir: Option<PathBuf>) -> anyhow::Result<PathB
     let files = match lang {
         Lang::Rust => RUST,
         Lang::Python => PYTHON,
+        Lang::Js => JS,
     };
     let fill = |text: &str| text.replace("{{name}}", name).replace("{{crate}}", &krate);
     for (path, text) in files.iter().copied().chain([("sample.json", SAMPLE)]) {

@@ -1,4 +1,5 @@
-//! Reading a config file: env expansion, TOML parsing, typed sections, then the
+//! Reading a config file: TOML parsing, `${env:..}`/`${file:..}` expansion inside
+//! string values, typed sections, then the
 //! cross-references between them. Each stage collects every error it finds.
 
 use std::collections::BTreeMap;
@@ -7,8 +8,9 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+use super::env::{self, Expanded};
 use super::model::*;
-use super::{ConfigError, ConfigErrors, env};
+use super::{ConfigError, ConfigErrors};
 use crate::Signal;
 
 const SECTIONS: &[&str] = &[
@@ -36,9 +38,16 @@ pub fn parse_str(source_name: &str, text: &str) -> Result<Config, ConfigErrors> 
         source_name: source_name.to_string(),
         errors,
     };
-    let text = env::expand(text).map_err(fail)?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| fail(vec![ConfigError::new("", format!("invalid TOML: {e}"))]))?;
+    // Parse first, expand after: an environment value lands inside one string and
+    // can neither add keys nor appear in a syntax error.
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| fail(vec![ConfigError::new("", invalid_toml(&e, text))]))?;
+    let mut expand_errors = Vec::new();
+    let expanded = env::expand_table(&mut table, &mut expand_errors);
+    if !expand_errors.is_empty() {
+        return Err(fail(expand_errors));
+    }
+    let exp = &expanded;
 
     let mut errors = Vec::new();
     for key in table.keys() {
@@ -49,12 +58,12 @@ pub fn parse_str(source_name: &str, text: &str) -> Result<Config, ConfigErrors> 
             ));
         }
     }
-    let service = section::<ServiceConfig>(&table, "service", &mut errors);
-    let admin = section::<AdminConfig>(&table, "admin", &mut errors);
-    let receivers = named(&table, "receivers", &mut errors, receiver);
-    let plugins = named(&table, "plugins", &mut errors, plugin);
-    let exporters = named(&table, "exporters", &mut errors, exporter);
-    let pipelines = named(&table, "pipelines", &mut errors, typed::<PipelineConfig>);
+    let service = section::<ServiceConfig>(&table, "service", exp, &mut errors);
+    let admin = section::<AdminConfig>(&table, "admin", exp, &mut errors);
+    let receivers = named(&table, "receivers", exp, &mut errors, receiver);
+    let plugins = named(&table, "plugins", exp, &mut errors, plugin);
+    let exporters = named(&table, "exporters", exp, &mut errors, exporter);
+    let pipelines = named(&table, "pipelines", exp, &mut errors, typed::<PipelineConfig>);
     if !table.contains_key("pipelines") {
         errors.push(ConfigError::new(
             "pipelines",
@@ -80,14 +89,38 @@ pub fn parse_str(source_name: &str, text: &str) -> Result<Config, ConfigErrors> 
     if errors.is_empty() {
         Ok(config)
     } else {
+        // No message shows a value that came from the environment or a file.
+        for e in &mut errors {
+            e.message = expanded.redact(&e.message);
+        }
         Err(fail(errors))
     }
 }
 
+/// The TOML parser's message (location and the raw line, which holds references,
+/// not their values), with a hint for a reference written outside a string.
+fn invalid_toml(e: &toml::de::Error, text: &str) -> String {
+    let unquoted = text.lines().any(|l| {
+        l.split_once('=')
+            .is_some_and(|(_, v)| v.trim_start().starts_with("${"))
+    });
+    let hint = if unquoted {
+        "\n    ${env:...} and ${file:...} references go inside strings: port = \"${env:PORT}\""
+    } else {
+        ""
+    };
+    format!("invalid TOML: {e}{hint}")
+}
+
 /// Deserializes an optional single-table section such as `[service]`.
-fn section<T: DeserializeOwned>(table: &toml::Table, key: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
+fn section<T: DeserializeOwned>(
+    table: &toml::Table,
+    key: &str,
+    exp: &Expanded,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
     let value = table.get(key)?;
-    typed(value, key, errors)
+    typed(value, key, exp, errors)
 }
 
 /// Deserializes a section of named entries such as `[exporters.NAME]`, one entry at
@@ -95,8 +128,9 @@ fn section<T: DeserializeOwned>(table: &toml::Table, key: &str, errors: &mut Vec
 fn named<T>(
     table: &toml::Table,
     key: &str,
+    exp: &Expanded,
     errors: &mut Vec<ConfigError>,
-    parse: impl Fn(&toml::Value, &str, &mut Vec<ConfigError>) -> Option<T>,
+    parse: impl Fn(&toml::Value, &str, &Expanded, &mut Vec<ConfigError>) -> Option<T>,
 ) -> BTreeMap<String, T> {
     let mut out = BTreeMap::new();
     let Some(value) = table.get(key) else {
@@ -110,7 +144,7 @@ fn named<T>(
         return out;
     };
     for (name, entry) in entries {
-        if let Some(v) = parse(entry, &format!("{key}.{name}"), errors) {
+        if let Some(v) = parse(entry, &format!("{key}.{name}"), exp, errors) {
             out.insert(name.clone(), v);
         }
     }
@@ -155,12 +189,22 @@ fn tagged<'a>(
     }
 }
 
-fn receiver(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<ReceiverConfig> {
+fn receiver(
+    value: &toml::Value,
+    prefix: &str,
+    exp: &Expanded,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ReceiverConfig> {
     let (_, rest) = tagged(value, prefix, &["otlp"], errors)?;
-    typed(&rest, prefix, errors).map(ReceiverConfig::Otlp)
+    typed(&rest, prefix, exp, errors).map(ReceiverConfig::Otlp)
 }
 
-fn exporter(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<ExporterConfig> {
+fn exporter(
+    value: &toml::Value,
+    prefix: &str,
+    exp: &Expanded,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ExporterConfig> {
     let (kind, rest) = tagged(
         value,
         prefix,
@@ -168,24 +212,29 @@ fn exporter(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) ->
         errors,
     )?;
     match kind {
-        "otlp_grpc" => typed(&rest, prefix, errors).map(ExporterConfig::OtlpGrpc),
-        "otlp_http" => typed(&rest, prefix, errors).map(ExporterConfig::OtlpHttp),
+        "otlp_grpc" => typed(&rest, prefix, exp, errors).map(ExporterConfig::OtlpGrpc),
+        "otlp_http" => typed(&rest, prefix, exp, errors).map(ExporterConfig::OtlpHttp),
         "parquet" => {
-            let c: super::parquet::ParquetExporterConfig = typed(&rest, prefix, errors)?;
+            let c: super::parquet::ParquetExporterConfig = typed(&rest, prefix, exp, errors)?;
             for (key, message) in c.problems() {
                 errors.push(ConfigError::new(format!("{prefix}.{key}"), message));
             }
             Some(ExporterConfig::Parquet(c))
         }
-        _ => typed(&rest, prefix, errors).map(ExporterConfig::Console),
+        _ => typed(&rest, prefix, exp, errors).map(ExporterConfig::Console),
     }
 }
 
 /// `path = "builtin:NAME"`: a reference plugin embedded in the binary.
 pub const EMBEDDED_PREFIX: &str = "builtin:";
 
-fn plugin(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<PluginConfig> {
-    let raw: PluginConfigToml = typed(value, prefix, errors)?;
+fn plugin(
+    value: &toml::Value,
+    prefix: &str,
+    exp: &Expanded,
+    errors: &mut Vec<ConfigError>,
+) -> Option<PluginConfig> {
+    let raw: PluginConfigToml = typed(value, prefix, exp, errors)?;
     let source = match (raw.path, raw.builtin) {
         (Some(path), None) => match path.to_str().and_then(|p| p.strip_prefix(EMBEDDED_PREFIX)) {
             Some(name) => PluginSource::Embedded {
@@ -243,40 +292,93 @@ fn plugin(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) -> O
 /// offending key is removed and the table is read again (up to a bound), so one
 /// typo does not hide the next problem. Returns the value read without the bad
 /// keys, so that cross-checks still run on the rest (the load fails anyway).
-fn typed<T: DeserializeOwned>(value: &toml::Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
+fn typed<T: DeserializeOwned>(
+    value: &toml::Value,
+    prefix: &str,
+    exp: &Expanded,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
     let mut value = value.clone();
     let mut seen: Vec<String> = Vec::new();
+    let mut converted: Vec<String> = Vec::new();
     for _ in 0..32 {
         match serde_path_to_error::deserialize::<_, T>(value.clone()) {
             Ok(v) => return Some(v),
             Err(e) => {
-                let segments: Vec<String> = e
-                    .path()
-                    .iter()
-                    .filter_map(|s| match s {
-                        serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                        _ => None,
-                    })
-                    .collect();
+                let segments: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
                 let path = e.path().to_string();
                 let key = if path == "." || path.is_empty() {
                     prefix.to_string()
                 } else {
                     format!("{prefix}.{path}")
                 };
+                // `port = "${env:PORT}"`: the whole string was one reference and
+                // the key wants a number or boolean; read the value as one.
+                if let Some(reference) = exp.whole_reference(&key)
+                    && !converted.contains(&key)
+                {
+                    converted.push(key.clone());
+                    let scalar = at_path(&mut value, &segments)
+                        .and_then(|v| v.as_str().and_then(super::env::scalar).map(|s| (v, s)));
+                    if let Some((slot, s)) = scalar {
+                        *slot = s;
+                        continue;
+                    }
+                    let inner = e.into_inner();
+                    errors.push(ConfigError::new(
+                        key.clone(),
+                        format!(
+                            "{} (the value comes from {reference})",
+                            hint(inner.message().trim().to_string())
+                        ),
+                    ));
+                    seen.push(key);
+                    let keys = map_keys(&segments);
+                    if keys.is_empty() || !remove_path(&mut value, &keys) {
+                        return None;
+                    }
+                    continue;
+                }
                 if seen.contains(&key) {
                     return None;
                 }
                 seen.push(key.clone());
                 let inner = e.into_inner();
                 errors.push(ConfigError::new(key, hint(inner.message().trim().to_string())));
-                if segments.is_empty() || !remove_path(&mut value, &segments) {
+                let keys = map_keys(&segments);
+                if keys.is_empty() || !remove_path(&mut value, &keys) {
                     return None;
                 }
             }
         }
     }
     None
+}
+
+fn map_keys(segments: &[serde_path_to_error::Segment]) -> Vec<String> {
+    segments
+        .iter()
+        .filter_map(|s| match s {
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The value at a path of table keys and array indices.
+fn at_path<'v>(
+    value: &'v mut toml::Value,
+    path: &[serde_path_to_error::Segment],
+) -> Option<&'v mut toml::Value> {
+    let mut cur = value;
+    for segment in path {
+        cur = match segment {
+            serde_path_to_error::Segment::Map { key } => cur.as_table_mut()?.get_mut(key)?,
+            serde_path_to_error::Segment::Seq { index } => cur.as_array_mut()?.get_mut(*index)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
 }
 
 /// Removes the key at `path` (table keys) from a TOML value; false if absent.
@@ -561,11 +663,71 @@ exporters = ["backend"]
             .collect()
     }
 
+    /// A config whose values come from files (the tests may not set env vars).
+    fn with_secret(secret: &str, body: impl Fn(&str) -> String) -> Result<Config, ConfigErrors> {
+        let f = std::env::temp_dir().join(format!(
+            "weir-load-secret-{}-{}",
+            std::process::id(),
+            secret.len()
+        ));
+        std::fs::write(&f, secret).expect("write");
+        let r = parse_str("t.toml", &body(&format!("${{file:{}}}", f.display())));
+        std::fs::remove_file(&f).ok();
+        r
+    }
+
+    #[test]
+    fn a_secret_with_quotes_adds_no_header() {
+        let c = with_secret("x\", \"x-injected\" = \"yes", |r| {
+            GOOD.replace(
+                "endpoint = \"http://127.0.0.1:14317\"",
+                &format!("endpoint = \"http://127.0.0.1:14317\"\nheaders = {{ authorization = \"{r}\" }}"),
+            )
+        })
+        .expect("loads");
+        let ExporterConfig::OtlpGrpc(e) = &c.exporters["backend"] else {
+            panic!("grpc")
+        };
+        assert_eq!(e.headers.len(), 1);
+        assert_eq!(e.headers["authorization"], "x\", \"x-injected\" = \"yes");
+    }
+
+    #[test]
+    fn a_whole_reference_reads_as_a_number_where_one_is_expected() {
+        let c = with_secret("7", |r| {
+            format!("[service]\nprocessing_threads = \"{r}\"\n{GOOD}")
+        })
+        .expect("loads");
+        assert_eq!(c.service.processing_threads.map(|n| n.get()), Some(7));
+    }
+
+    #[test]
+    fn errors_never_show_a_substituted_value() {
+        let secret = "hunter2\"\n${nested}";
+        let errs = with_secret(secret, |r| {
+            format!("[service]\nprocessing_threads = \"{r}\"\n{GOOD}")
+        })
+        .expect_err("not a number");
+        let text = errs.to_string();
+        assert!(text.contains("service.processing_threads"), "{text}");
+        assert!(text.contains("the value comes from ${file:"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let errs =
+            with_secret(secret, |r| GOOD.replace("http://127.0.0.1:14317", r)).expect_err("bad endpoint");
+        assert!(!errs.to_string().contains("hunter2"), "{errs}");
+    }
+
+    #[test]
+    fn a_reference_outside_a_string_gets_a_hint() {
+        let errs = parse_str("t.toml", "[service]\nprocessing_threads = ${env:N}\n").expect_err("invalid");
+        assert!(errs.to_string().contains("go inside strings"), "{errs}");
+    }
+
     #[test]
     fn good_config_loads_with_defaults() {
         let c = parse_str("t.toml", GOOD).expect("valid");
         let ReceiverConfig::Otlp(r) = &c.receivers["otlp"];
-        assert_eq!(r.listeners(), (Some("0.0.0.0:4317"), Some("0.0.0.0:4318")));
+        assert_eq!(r.listeners(), (Some("127.0.0.1:4317"), Some("127.0.0.1:4318")));
         assert_eq!(c.exporters["backend"].stage().batch.max_items, 8192);
     }
 

@@ -10,12 +10,14 @@ mod error;
 mod load;
 mod model;
 pub mod parquet;
+mod secret;
 pub mod tls;
 mod units;
 
+pub use auth::{AuthConfig, TokenSource};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{EMBEDDED_PREFIX, load_file, parse_str, pipeline_signal};
-pub use auth::{AuthConfig, TokenSource};
 pub use model::*;
+pub use secret::{Headers, Secret};
 pub use tls::{TlsClientConfig, TlsServerConfig, TlsVersion};
 pub use units::{ByteSize, HumanDuration};

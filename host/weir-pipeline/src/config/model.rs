@@ -271,8 +271,9 @@ pub struct OtlpExporterConfig {
     /// Base URL, e.g. `http://collector:4317` (gRPC) or `http://collector:4318` (HTTP;
     /// `/v1/<signal>` is appended unless the URL already has a path).
     pub endpoint: String,
+    /// Values are redacted in every Debug output (they often hold API keys).
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: super::Headers,
     /// CA, client certificate and server name for an `https://` endpoint.
     #[serde(default)]
     pub tls: Option<TlsClientConfig>,
