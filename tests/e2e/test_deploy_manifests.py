@@ -338,7 +338,8 @@ def test_gateway_shape():
     docs = render("gateway")
     dep = one(docs, "Deployment", "weir-gateway")
     spec = dep["spec"]["template"]["spec"]
-    assert dep["spec"]["replicas"] >= 2
+    # The HPA owns the replica count (an applied `replicas` would reset it on every apply).
+    assert "replicas" not in dep["spec"], "leave spec.replicas to the HorizontalPodAutoscaler"
     keys = {c["topologyKey"] for c in spec["topologySpreadConstraints"]}
     assert {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} <= keys, keys
 
@@ -694,3 +695,18 @@ def test_every_metric_used_by_alerts_and_dashboard_exists(start_weir, sink, tmp_
         lines = [f"  {n}: used by {', '.join(sorted(used[n]))}" for n in sorted(missing())]
         pytest.fail("metrics used by deploy/ but not exposed by a running weir (renamed or removed?):\n"
                     + "\n".join(lines), pytrace=False)
+
+
+def test_docs_apply_large_config_maps_server_side():
+    """kubectl's client-side apply keeps a copy of every object in an annotation
+    (at most 256 KiB); a ConfigMap with a plugin in binaryData is larger, so the
+    guide must apply server-side."""
+    docs = render("gateway")
+    cm = one(docs, "ConfigMap", "weir-gateway-config")
+    encoded = sum(len(v) for v in cm.get("binaryData", {}).values())
+    if encoded > 256 * 1024:
+        guide = DEPLOY_DOC.read_text()
+        applies = re.findall(r"kubectl apply[^\n]*", guide)
+        assert applies and all("--server-side" in a for a in applies), (
+            "docs/deploy.md: every `kubectl apply` must use --server-side (the ConfigMap's binaryData is "
+            f"{encoded} bytes of base64, over the 256 KiB last-applied annotation): {applies}")
