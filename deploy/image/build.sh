@@ -52,9 +52,16 @@ version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)"
 revision="$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 source_url="${WEIR_SOURCE_URL:-$(git -C "$root" remote get-url origin 2>/dev/null || echo unknown)}"
-buildah --storage-driver "${BUILDAH_STORAGE_DRIVER:-vfs}" bud --isolation chroot --quiet \
+storage=(--storage-driver "${BUILDAH_STORAGE_DRIVER:-vfs}")
+previous="$(buildah "${storage[@]}" images --noheading --format '{{.ID}}' "$tag" 2>/dev/null || true)"
+buildah "${storage[@]}" bud --isolation chroot --quiet \
   --layers=false \
   --build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
   --build-arg "SOURCE=$source_url" \
   -f "$ctx/Containerfile" -t "$tag" "$ctx" >/dev/null
+# vfs keeps a full copy per image: drop the one this tag pointed at before.
+current="$(buildah "${storage[@]}" images --noheading --format '{{.ID}}' "$tag")"
+if [[ -n "$previous" && "$previous" != "$current" ]]; then
+  buildah "${storage[@]}" rmi "$previous" >/dev/null 2>&1 || true
+fi
 echo "built $tag from $ctx ($(du -sb "$ctx" | cut -f1) bytes staged)"
