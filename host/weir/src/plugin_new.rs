@@ -1,4 +1,4 @@
-//! `weir plugin new --lang rust|python|js NAME`: writes a plugin project that
+//! `weir plugin new --lang rust|python|js|go|c NAME`: writes a plugin project that
 //! builds and passes its own test as it is. The templates live in
 //! host/weir/templates/; the SDK (and for Rust the contract crate) and the WIT
 //! are copied in from the sources this weir was built from, so the project
@@ -13,6 +13,8 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    Go,
+    C,
 }
 
 const WIT: &str = include_str!("../../../wit/v0.2.0/plugin.wit");
@@ -69,6 +71,193 @@ const JS: &[(&str, &str)] = &[
         include_str!("../../../plugins/sdk-js/build.mjs"),
     ),
     ("wit/plugin.wit", WIT),
+];
+
+const GO: &[(&str, &str)] = &[
+    ("go.mod", include_str!("../templates/go/go.mod")),
+    ("main.go", include_str!("../templates/go/main.go")),
+    ("main_test.go", include_str!("../templates/go/main_test.go")),
+    ("build.sh", include_str!("../templates/go/build.sh")),
+    ("README.md", include_str!("../templates/go/README.md")),
+    (
+        "weir-plugin/go.mod",
+        include_str!("../../../plugins/sdk-go/go.mod"),
+    ),
+    (
+        "weir-plugin/batch.go",
+        include_str!("../../../plugins/sdk-go/batch.go"),
+    ),
+    (
+        "weir-plugin/config.go",
+        include_str!("../../../plugins/sdk-go/config.go"),
+    ),
+    (
+        "weir-plugin/contract.go",
+        include_str!("../../../plugins/sdk-go/contract.go"),
+    ),
+    (
+        "weir-plugin/export_wasip1.go",
+        include_str!("../../../plugins/sdk-go/export_wasip1.go"),
+    ),
+    (
+        "weir-plugin/matcher.go",
+        include_str!("../../../plugins/sdk-go/matcher.go"),
+    ),
+    (
+        "weir-plugin/run.go",
+        include_str!("../../../plugins/sdk-go/run.go"),
+    ),
+    (
+        "weir-plugin/value.go",
+        include_str!("../../../plugins/sdk-go/value.go"),
+    ),
+    (
+        "weir-plugin/build.sh",
+        include_str!("../../../plugins/sdk-go/build.sh"),
+    ),
+    (
+        "weir-plugin/plugintest/memory.go",
+        include_str!("../../../plugins/sdk-go/plugintest/memory.go"),
+    ),
+    (
+        "weir-plugin/internal/wit/exports/export_wit_world/hooks.go",
+        include_str!("../../../plugins/sdk-go/internal/wit/exports/export_wit_world/hooks.go"),
+    ),
+    (
+        "weir-plugin/internal/wit/exports/wit_exports/wit_exports.go",
+        include_str!("../../../plugins/sdk-go/internal/wit/exports/wit_exports/wit_exports.go"),
+    ),
+    (
+        "weir-plugin/internal/wit/imports/weir_plugin_types/wit_bindings.go",
+        include_str!("../../../plugins/sdk-go/internal/wit/imports/weir_plugin_types/wit_bindings.go"),
+    ),
+    (
+        "weir-plugin/internal/wit/imports/weir_plugin_types/empty.s",
+        include_str!("../../../plugins/sdk-go/internal/wit/imports/weir_plugin_types/empty.s"),
+    ),
+    (
+        "weir-plugin/internal/wit/imports/wit_world/wit_bindings.go",
+        include_str!("../../../plugins/sdk-go/internal/wit/imports/wit_world/wit_bindings.go"),
+    ),
+    (
+        "weir-plugin/internal/wit/imports/wit_world/empty.s",
+        include_str!("../../../plugins/sdk-go/internal/wit/imports/wit_world/empty.s"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/go.mod",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/go.mod"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/LICENSE",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/LICENSE"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/VENDORED.md",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/VENDORED.md"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/wit/runtime/runtime.go",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/wit/runtime/runtime.go"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/wit/runtime/empty.s",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/wit/runtime/empty.s"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/wit/types/future.go",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/wit/types/future.go"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/wit/types/option.go",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/wit/types/option.go"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/wit/types/result.go",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/wit/types/result.go"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/wit/types/stream.go",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/wit/types/stream.go"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/wit/types/tuple.go",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/wit/types/tuple.go"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/wit/types/unit.go",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/wit/types/unit.go"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/wit/async/async.go",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/wit/async/async.go"),
+    ),
+    (
+        "weir-plugin/third_party/go-pkg/wit/async/empty.s",
+        include_str!("../../../plugins/sdk-go/third_party/go-pkg/wit/async/empty.s"),
+    ),
+    (
+        "weir-plugin/adapter/README.md",
+        include_str!("../../../plugins/sdk-go/adapter/README.md"),
+    ),
+    ("wit/plugin.wit", WIT),
+];
+
+const GO_BYTES: &[(&str, &[u8])] = &[(
+    "weir-plugin/adapter/wasi_snapshot_preview1.reactor.wasm",
+    include_bytes!("../../../plugins/sdk-go/adapter/wasi_snapshot_preview1.reactor.wasm"),
+)];
+
+const C: &[(&str, &str)] = &[
+    ("Makefile", include_str!("../templates/c/Makefile")),
+    ("README.md", include_str!("../templates/c/README.md")),
+    ("plugin.c", include_str!("../templates/c/plugin.c")),
+    ("test_plugin.c", include_str!("../templates/c/test_plugin.c")),
+    ("weir-c/Makefile", include_str!("../../../plugins/sdk-c/Makefile")),
+    (
+        "weir-c/include/weir_plugin.h",
+        include_str!("../../../plugins/sdk-c/include/weir_plugin.h"),
+    ),
+    (
+        "weir-c/include/weir_json.h",
+        include_str!("../../../plugins/sdk-c/include/weir_json.h"),
+    ),
+    (
+        "weir-c/src/weir_plugin.c",
+        include_str!("../../../plugins/sdk-c/src/weir_plugin.c"),
+    ),
+    (
+        "weir-c/src/weir_json.c",
+        include_str!("../../../plugins/sdk-c/src/weir_json.c"),
+    ),
+    (
+        "weir-c/gen/plugin.h",
+        include_str!("../../../plugins/sdk-c/gen/plugin.h"),
+    ),
+    (
+        "weir-c/gen/plugin.c",
+        include_str!("../../../plugins/sdk-c/gen/plugin.c"),
+    ),
+    (
+        "weir-c/testing/weir_fake.h",
+        include_str!("../../../plugins/sdk-c/testing/weir_fake.h"),
+    ),
+    (
+        "weir-c/testing/weir_fake.c",
+        include_str!("../../../plugins/sdk-c/testing/weir_fake.c"),
+    ),
+    ("wit/plugin.wit", WIT),
+];
+
+/// The C kit's binary parts, written as they are (no `{{name}}` filling).
+const C_BYTES: &[(&str, &[u8])] = &[
+    (
+        "weir-c/gen/plugin_component_type.o",
+        include_bytes!("../../../plugins/sdk-c/gen/plugin_component_type.o"),
+    ),
+    (
+        "weir-c/adapter/wasi_snapshot_preview1.reactor.wasm",
+        include_bytes!("../../../plugins/sdk-c/adapter/wasi_snapshot_preview1.reactor.wasm"),
+    ),
 ];
 
 const CONTRACT_TOML: &str = r#"[package]
@@ -175,19 +364,24 @@ pub fn run(lang: Lang, name: &str, dir: Option<PathBuf>) -> anyhow::Result<PathB
         );
     }
     let krate = name.replace('-', "_");
-    let files = match lang {
-        Lang::Rust => RUST,
-        Lang::Python => PYTHON,
-        Lang::Js => JS,
+    let (files, bytes) = match lang {
+        Lang::Rust => (RUST, &[][..]),
+        Lang::Python => (PYTHON, &[][..]),
+        Lang::Js => (JS, &[][..]),
+        Lang::Go => (GO, GO_BYTES),
+        Lang::C => (C, C_BYTES),
     };
     let fill = |text: &str| text.replace("{{name}}", name).replace("{{crate}}", &krate);
     for (path, text) in files.iter().copied().chain([("sample.json", SAMPLE)]) {
-        write(&dir.join(path), &fill(text))?;
+        write(&dir.join(path), fill(text).as_bytes())?;
+    }
+    for (path, data) in bytes {
+        write(&dir.join(path), data)?;
     }
     Ok(dir)
 }
 
-fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+fn write(path: &Path, text: &[u8]) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 use weir_otlp::receiver::listen::{AtFdLimit, ListenerSpec};
 use weir_otlp::receiver::threaded::ThreadedServer;
 use weir_otlp::receiver::{self, ConnectionMetrics, Protocol};
+use weir_otlp::tls::ServerTls;
+use weir_otlp::tls::server::ALPN_HTTP;
 use weir_pipeline::Metrics;
 use weir_pipeline::admin::{self, Readiness};
 use weir_pipeline::config::{Config, ConfigErrors, ConnectionLimits};
@@ -78,6 +80,7 @@ async fn serve(config: Config, source: Source, demo: bool) -> anyhow::Result<()>
         .await?
         .into_std()
         .context("admin.address: preparing the listener")?;
+    let (admin_tls, admin_auth) = admin_security(&admin_config)?;
     let (topology, mut failures) = Topology::start(
         config,
         metrics.clone(),
@@ -108,7 +111,14 @@ async fn serve(config: Config, source: Source, demo: bool) -> anyhow::Result<()>
     let admin = ThreadedServer::start(
         "weir-admin",
         admin_listener,
-        admin::router(metrics.clone(), ready.clone(), Some(Arc::new(reloads.clone()))),
+        {
+            let router = admin::router(metrics.clone(), ready.clone(), Some(Arc::new(reloads.clone())));
+            match admin_auth {
+                // Probes stay open: kubelet sends no token.
+                Some(auth) => receiver::auth::require(router, auth, &["/health", "/ready"]),
+                None => router,
+            }
+        },
         ListenerSpec {
             receiver: "admin".into(),
             transport: "admin",
@@ -121,6 +131,7 @@ async fn serve(config: Config, source: Source, demo: bool) -> anyhow::Result<()>
             at_fd_limit: AtFdLimit::Serve {
                 reserve: ADMIN_FD_RESERVE,
             },
+            tls: admin_tls,
         },
         connection_metrics.clone(),
     )
@@ -243,6 +254,21 @@ async fn reload_on_sighup(reloads: Reloads, stop: CancellationToken) {
     {
         let _ = (reloads, stop);
     }
+}
+
+/// The admin server's TLS and tokens (`admin.tls`, `admin.auth`).
+fn admin_security(
+    admin: &weir_pipeline::config::AdminConfig,
+) -> anyhow::Result<(Option<ServerTls>, Option<receiver::Authenticator>)> {
+    let tls = match &admin.tls {
+        Some(t) => Some(ServerTls::load(t, "admin.tls", ALPN_HTTP).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    let auth = match &admin.auth {
+        Some(a) => Some(receiver::Authenticator::load(a, "admin.auth").map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    Ok((tls, auth))
 }
 
 /// Warns at start-up when the listeners may hold more connections than the

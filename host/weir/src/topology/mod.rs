@@ -202,7 +202,7 @@ impl Topology {
                 Some(r) if r.wanted.address == wanted.address => r.duplicate(&key),
                 _ => listeners::bind(&key, &wanted),
             };
-            match bound {
+            match bound.and_then(|b| b.secure(&key, &wanted)) {
                 Ok(b) => built.binds.push((key, wanted, b)),
                 Err(e) => errors.push(e),
             }
@@ -417,6 +417,7 @@ impl Topology {
                 ingest,
                 max_request_size: wanted.max_request_size,
                 decode: self.decode.clone(),
+                auth: bound.auth(),
             };
             match self.servers.serve(&key, wanted, bound, receiver) {
                 Ok(running) => {
@@ -445,6 +446,7 @@ impl Topology {
             old.stop(now + grace);
         }
         self.config = new;
+        listeners::warn_exposed(&self.config);
         Ok(quiesce)
     }
 
