@@ -13,6 +13,7 @@ pub mod json;
 pub mod receiver;
 pub mod rpc_status;
 pub mod split;
+pub mod tls;
 pub mod wire;
 
 pub use split::OtlpSplitter;

@@ -12,9 +12,15 @@ use tonic::{Code, Status};
 use weir_pipeline::config::{Compression, OtlpExporterConfig};
 use weir_pipeline::{Batch, ExportError, ExportOutcome, Exporter};
 
+use hyper_rustls::FixedServerNameResolver;
+use hyper_util::client::legacy::connect::HttpConnector;
+use rustls::pki_types::ServerName;
+
 use super::{BuildError, partial};
 use crate::codec::RawCodec;
 use crate::grpc_path;
+use crate::tls::ClientTls;
+use crate::tls::server::ALPN_H2;
 
 pub struct GrpcExporter {
     channel: Channel,
@@ -30,10 +36,12 @@ impl GrpcExporter {
             endpoint: config.endpoint.clone(),
             reason: e.to_string(),
         })?;
-        let channel = endpoint
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
+        let channel = if config.endpoint.starts_with("https://") {
+            endpoint.connect_with_connector_lazy(https_connector(config)?)
+        } else {
+            endpoint.connect_lazy()
+        };
         let mut headers = MetadataMap::new();
         for (name, value) in &config.headers {
             let header_err = |reason: String| BuildError::Header {
@@ -55,6 +63,30 @@ impl GrpcExporter {
             timeout: config.timeout.0,
         })
     }
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// TLS over TCP with weir's rustls config, HTTP/2 by ALPN as gRPC requires.
+fn https_connector(
+    config: &OtlpExporterConfig,
+) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, BuildError> {
+    let tls = ClientTls::load(config.tls.as_ref(), "tls", ALPN_H2)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.config)
+        .https_only();
+    let builder = match tls.server_name {
+        Some(name) => {
+            let name = ServerName::try_from(name).map_err(|e| BuildError::Client(e.to_string()))?;
+            builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    Ok(builder.enable_http2().wrap_connector(http))
 }
 
 impl Exporter for GrpcExporter {

@@ -13,6 +13,8 @@ use weir_pipeline::{Batch, ExportError, ExportOutcome, Exporter, Signal};
 use super::{BuildError, partial};
 use crate::http_path;
 use crate::rpc_status::RpcStatus;
+use crate::tls::ClientTls;
+use crate::tls::server::ALPN_HTTP;
 
 pub struct HttpExporter {
     client: reqwest::Client,
@@ -32,12 +34,15 @@ impl HttpExporter {
             let val = HeaderValue::from_str(value).map_err(|e| header_err(e.to_string()))?;
             headers.insert(key, val);
         }
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(config.timeout.0)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| BuildError::Client(e.to_string()))?;
+            .connect_timeout(Duration::from_secs(5));
+        if config.endpoint.starts_with("https://") {
+            let tls = ClientTls::load(config.tls.as_ref(), "tls", ALPN_HTTP)?;
+            client = client.use_preconfigured_tls(tls.config);
+        }
+        let client = client.build().map_err(|e| BuildError::Client(e.to_string()))?;
         // A base URL gets /v1/<signal>; a URL with a path is used as it is.
         let base = config.endpoint.trim_end_matches('/');
         let has_path = base.splitn(4, '/').nth(3).is_some_and(|p| !p.is_empty());

@@ -146,6 +146,8 @@ fn earliest(a: Option<Instant>, b: Instant) -> Instant {
 
 pub(crate) struct Served<'a> {
     pub builder: &'a auto::Builder<TokioExecutor>,
+    /// TLS to negotiate before HTTP, when the listener has it.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub router: Router,
     pub timeouts: Timeouts,
     pub shutdown: &'a Shutdown,
@@ -175,7 +177,36 @@ pub(crate) async fn serve(stream: TcpStream, accepted: Instant, s: Served<'_>) {
         }
         _ = &mut begun => return,
     }
+    let Some(acceptor) = s.tls.clone() else {
+        return drive(stream, accepted, s).await;
+    };
+    // The handshake counts against the header-read timeout: a client that
+    // stalls in it holds a connection like one that sends no headers.
+    let tls = tokio::select! {
+        r = acceptor.accept(stream) => match r {
+            Ok(tls) => tls,
+            Err(e) => {
+                s.metrics.tls_handshake_failed.inc();
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return;
+            }
+        },
+        _ = sleep_until_opt(first_bytes_by) => {
+            s.metrics.header_read_timeout.inc();
+            return;
+        }
+        _ = &mut begun => return,
+    };
+    drive(tls, accepted, s).await;
+}
 
+/// Serves HTTP on `io` (plain or TLS) until it closes, times out or shutdown.
+async fn drive<I>(io: I, accepted: Instant, s: Served<'_>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let begun = s.shutdown.begun();
+    tokio::pin!(begun);
     let activity = Arc::new(Activity::new(accepted));
     let service = {
         let activity = activity.clone();
@@ -190,7 +221,7 @@ pub(crate) async fn serve(stream: TcpStream, accepted: Instant, s: Served<'_>) {
             }
         })
     };
-    let conn = s.builder.serve_connection(TokioIo::new(stream), service);
+    let conn = s.builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut shutting_down = false;
     // Set once the connection is asked to close; dropped (closed hard) then.

@@ -1,7 +1,7 @@
 //! Connection counters of the listeners (receivers and admin):
 //! `weir_receiver_connections{receiver,transport}` (open now),
 //! `weir_receiver_connections_refused_total{receiver,transport,reason}` (closed at
-//! accept: `max_connections` or `fd_limit`) and
+//! accept: `max_connections`, `fd_limit`, or a failed TLS handshake: `tls_handshake`) and
 //! `weir_receiver_connections_timed_out_total{receiver,transport,reason}`
 //! (`header_read_timeout` or `idle_timeout`).
 
@@ -43,7 +43,7 @@ impl ConnectionMetrics {
         );
         metrics.register(
             "receiver_connections_refused",
-            "Connections closed right after accept, by reason (max_connections, fd_limit)",
+            "Connections closed right after accept, by reason (max_connections, fd_limit, tls_handshake)",
             m.refused.clone(),
         );
         metrics.register(
@@ -74,6 +74,7 @@ impl ConnectionMetrics {
                 .clone(),
             refused_max_connections: reason(&self.refused, "max_connections"),
             refused_fd_limit: reason(&self.refused, "fd_limit"),
+            tls_handshake_failed: reason(&self.refused, "tls_handshake"),
             header_read_timeout: reason(&self.timed_out, "header_read_timeout"),
             idle_timeout: reason(&self.timed_out, "idle_timeout"),
         }
@@ -86,6 +87,7 @@ pub(crate) struct ListenerMetrics {
     pub open: Gauge,
     pub refused_max_connections: Counter,
     pub refused_fd_limit: Counter,
+    pub tls_handshake_failed: Counter,
     pub header_read_timeout: Counter,
     pub idle_timeout: Counter,
 }

@@ -13,7 +13,7 @@ use tonic::{Code, Status};
 use weir_pipeline::{Batch, Signal, SubmitError};
 
 use super::offload::{DecodePool, INLINE_MAX, INLINE_MAX_COMPRESSED};
-use super::{DecodeError, Receiver, decompress};
+use super::{Authenticated, DecodeError, Receiver, decompress};
 use crate::{grpc_path, wire};
 
 const TRANSPORT: &str = "grpc";
@@ -58,7 +58,18 @@ impl Refusal {
 }
 
 async fn export(r: &Receiver, signal: Signal, req: Request) -> Response {
-    let mut resp = match accept(r, signal, req).await {
+    let who = match &r.auth {
+        Some(auth) => match auth.check(req.headers()) {
+            Some(who) => Some(who),
+            None => {
+                r.ingest.refuse(TRANSPORT, signal, "unauthenticated", 0);
+                // No detail: which part was wrong is nobody's business.
+                return Status::unauthenticated("").into_http::<Body>();
+            }
+        },
+        None => None,
+    };
+    let mut resp = match accept(r, signal, req, who.as_ref()).await {
         Ok(()) => ok_response(),
         Err(refusal) => {
             if let Some(reason) = refusal.reason {
@@ -116,7 +127,12 @@ fn encoding_of(headers: &HeaderMap) -> Result<Option<Encoding>, Refusal> {
     }
 }
 
-async fn accept(r: &Receiver, signal: Signal, req: Request) -> Result<(), Refusal> {
+async fn accept(
+    r: &Receiver,
+    signal: Signal,
+    req: Request,
+    who: Option<&Authenticated>,
+) -> Result<(), Refusal> {
     if !r.ingest.accepts(signal) {
         return Err(Refusal {
             reason: Some("no_pipeline"),
@@ -158,6 +174,9 @@ async fn accept(r: &Receiver, signal: Signal, req: Request) -> Result<(), Refusa
     if items == 0 {
         return Ok(());
     }
+    let payload = r
+        .with_tenant(who, payload)
+        .map_err(|e| Refusal::new(Code::InvalidArgument, "invalid", e.to_string()))?;
     r.ingest
         .submit(TRANSPORT, Batch::new(signal, payload, items))
         .await

@@ -13,7 +13,7 @@ use tonic::Code;
 use weir_pipeline::{Batch, Signal, SubmitError};
 
 use super::offload::{INLINE_MAX, INLINE_MAX_COMPRESSED};
-use super::{DecodeError, Receiver, decompress};
+use super::{Authenticated, DecodeError, Receiver, decompress};
 use crate::rpc_status::RpcStatus;
 use crate::{http_path, json, wire};
 
@@ -83,8 +83,20 @@ impl Failure {
 }
 
 async fn export(signal: Signal, State(r): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
+    let who = match &r.auth {
+        Some(auth) => match auth.check(&headers) {
+            Some(who) => Some(who),
+            None => {
+                r.ingest.refuse(TRANSPORT, signal, "unauthenticated", 0);
+                return unauthorized();
+            }
+        },
+        None => None,
+    };
     let result = match content_format(&headers) {
-        Ok(format) => accept(signal, &r, format, &headers, body).await.map(|()| format),
+        Ok(format) => accept(signal, &r, format, &headers, body, who.as_ref())
+            .await
+            .map(|()| format),
         Err(f) => Err(f),
     };
     match result {
@@ -104,6 +116,11 @@ async fn export(signal: Signal, State(r): State<Receiver>, headers: HeaderMap, b
             f.respond(content_format(&headers).unwrap_or(Format::Json))
         }
     }
+}
+
+/// 401 with no body: no detail on what was wrong with the credentials.
+pub fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")]).into_response()
 }
 
 fn content_format(headers: &HeaderMap) -> Result<Format, Failure> {
@@ -139,6 +156,7 @@ async fn accept(
     format: Format,
     headers: &HeaderMap,
     body: Body,
+    who: Option<&Authenticated>,
 ) -> Result<(), Failure> {
     if !r.ingest.accepts(signal) {
         return Err(Failure {
@@ -187,6 +205,14 @@ async fn accept(
     if items == 0 {
         return Ok(());
     }
+    let payload = r.with_tenant(who, payload).map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            "invalid",
+            e.to_string(),
+        )
+    })?;
     r.ingest
         .submit(TRANSPORT, Batch::new(signal, payload, items))
         .await

@@ -20,6 +20,7 @@ use super::connection::{self, Protocol, Served, Timeouts};
 use super::connection_metrics::{ConnectionMetrics, ListenerMetrics};
 use super::fd_limit::{SpareFds, is_fd_limit};
 use super::shutdown::Shutdown;
+use crate::tls::ServerTls;
 
 /// At most one warning line per listener and cause in this time.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -53,6 +54,8 @@ pub struct ListenerSpec {
     pub limits: ConnectionLimits,
     pub protocol: Protocol,
     pub at_fd_limit: AtFdLimit,
+    /// TLS (and mTLS) before HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 /// Counts events and says when to log them: the first at once, then at most one
@@ -280,6 +283,7 @@ impl AcceptLoop {
         self.metrics.open.inc();
         let builder = self.builder.clone();
         let router = self.router.clone();
+        let tls = self.spec.tls.as_ref().map(ServerTls::acceptor);
         let timeouts = self.timeouts;
         let shutdown = self.shutdown.clone();
         let metrics = self.metrics.clone();
@@ -290,6 +294,7 @@ impl AcceptLoop {
                 accepted,
                 Served {
                     builder: &builder,
+                    tls,
                     router,
                     timeouts,
                     shutdown: &shutdown,

@@ -7,6 +7,7 @@
 //! [`threaded::ThreadedServer`] runs one on its own thread; one [`Shutdown`]
 //! deadline bounds how long connections may finish.
 
+pub mod auth;
 mod connection;
 mod connection_metrics;
 mod decode;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod listen;
 mod offload;
 mod shutdown;
+pub mod tenant;
 pub mod threaded;
 
 #[cfg(test)]
@@ -23,6 +25,7 @@ mod tests;
 
 use std::sync::Arc;
 
+pub use auth::{Authenticated, Authenticator};
 pub use connection::Protocol;
 pub use connection_metrics::ConnectionMetrics;
 pub use decode::{DecodeError, decompress};
@@ -39,4 +42,23 @@ pub struct Receiver {
     /// Largest request accepted, after decompression.
     pub max_request_size: usize,
     pub decode: DecodePool,
+    /// Bearer tokens required of every request, when configured.
+    pub auth: Option<Authenticator>,
+}
+
+impl Receiver {
+    /// Puts the authenticated tenant (if any) on every resource of `payload`.
+    fn with_tenant(
+        &self,
+        who: Option<&Authenticated>,
+        payload: bytes::Bytes,
+    ) -> Result<bytes::Bytes, tenant::Malformed> {
+        match (who.and_then(|w| w.tenant.as_deref()), &self.auth) {
+            (Some(tenant), Some(auth)) => {
+                tenant::set_resource_attribute(&payload, auth.tenant_attribute(), tenant)
+                    .map(bytes::Bytes::from)
+            }
+            _ => Ok(payload),
+        }
+    }
 }

@@ -36,6 +36,7 @@ fn spec(limits: ConnectionLimits, protocol: Protocol) -> ListenerSpec {
         limits,
         protocol,
         at_fd_limit: AtFdLimit::Shed,
+        tls: None,
     }
 }
 
@@ -368,6 +369,7 @@ async fn grpc_answers_over_http2_and_counts_refusals() {
         ingest,
         max_request_size: 1 << 20,
         decode: DecodePool::new(1),
+        auth: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");

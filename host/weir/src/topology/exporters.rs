@@ -17,8 +17,8 @@ pub fn build(
     let key = format!("exporters.{name}");
     let fail = |e: &dyn std::fmt::Display| ConfigError::new(&key, format!("{e:#}"));
     Ok(match cfg {
-        ExporterConfig::OtlpGrpc(c) => Arc::new(GrpcExporter::new(c).map_err(|e| fail(&e))?),
-        ExporterConfig::OtlpHttp(c) => Arc::new(HttpExporter::new(c).map_err(|e| fail(&e))?),
+        ExporterConfig::OtlpGrpc(c) => Arc::new(GrpcExporter::new(c).map_err(|e| e.to_config_error(&key))?),
+        ExporterConfig::OtlpHttp(c) => Arc::new(HttpExporter::new(c).map_err(|e| e.to_config_error(&key))?),
         ExporterConfig::Console(c) => Arc::new(ConsoleExporter::new(c.verbosity)),
         ExporterConfig::Parquet(c) => {
             Arc::new(weir_parquet::ParquetArchive::new(name, c, metrics).map_err(|e| fail(&e))?)

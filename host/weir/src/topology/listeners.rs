@@ -15,8 +15,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use weir_otlp::receiver::listen::{self, AtFdLimit, ListenerSpec};
-use weir_otlp::receiver::{self, ConnectionMetrics, Protocol, Receiver, Shutdown};
-use weir_pipeline::config::{Config, ConfigError, ConnectionLimits, ReceiverConfig};
+use weir_otlp::receiver::{self, Authenticator, ConnectionMetrics, Protocol, Receiver, Shutdown};
+use weir_otlp::tls::ServerTls;
+use weir_otlp::tls::server::{ALPN_H2, ALPN_HTTP};
+use weir_pipeline::config::{
+    AuthConfig, Config, ConfigError, ConnectionLimits, ReceiverConfig, TlsServerConfig,
+};
 
 /// (receiver name, "grpc" | "http").
 pub type ListenerKey = (String, &'static str);
@@ -27,6 +31,9 @@ pub struct Wanted {
     pub address: String,
     pub limits: ConnectionLimits,
     pub max_request_size: usize,
+    /// A change rebuilds the listener (on a duplicate of its socket).
+    pub tls: Option<TlsServerConfig>,
+    pub auth: Option<AuthConfig>,
 }
 
 /// The listeners `config` defines.
@@ -36,7 +43,12 @@ pub fn wanted(config: &Config) -> BTreeMap<ListenerKey, Wanted> {
         let ReceiverConfig::Otlp(otlp) = rc;
         let (grpc, http) = otlp.listeners();
         let (grpc_limits, http_limits) = otlp.limits();
-        for (transport, address, limits) in [("grpc", grpc, grpc_limits), ("http", http, http_limits)] {
+        let tls_of =
+            |l: &Option<weir_pipeline::config::ListenerConfig>| l.as_ref().and_then(|l| l.tls.clone());
+        for (transport, address, limits, tls) in [
+            ("grpc", grpc, grpc_limits, tls_of(&otlp.grpc)),
+            ("http", http, http_limits, tls_of(&otlp.http)),
+        ] {
             if let Some(address) = address {
                 out.insert(
                     (name.clone(), transport),
@@ -44,6 +56,8 @@ pub fn wanted(config: &Config) -> BTreeMap<ListenerKey, Wanted> {
                         address: address.to_string(),
                         limits,
                         max_request_size: otlp.max_request_size.as_usize(),
+                        tls,
+                        auth: otlp.auth.clone(),
                     },
                 );
             }
@@ -52,10 +66,76 @@ pub fn wanted(config: &Config) -> BTreeMap<ListenerKey, Wanted> {
     out
 }
 
-/// A socket ready to serve: freshly bound, or a duplicate of a running one.
+/// A socket ready to serve: freshly bound, or a duplicate of a running one;
+/// with its TLS and tokens once [`Bound::secure`] loaded them.
 pub struct Bound {
     socket: std::net::TcpListener,
     pub local: SocketAddr,
+    tls: Option<ServerTls>,
+    auth: Option<Authenticator>,
+}
+
+impl Bound {
+    /// Loads the listener's certificates and tokens; errors name their key.
+    pub fn secure(mut self, key: &ListenerKey, wanted: &Wanted) -> Result<Bound, ConfigError> {
+        if let Some(tls) = &wanted.tls {
+            let alpn = if key.1 == "grpc" { ALPN_H2 } else { ALPN_HTTP };
+            let loaded = ServerTls::load(tls, &format!("receivers.{}.{}.tls", key.0, key.1), alpn)
+                .map_err(|e| ConfigError::new(e.key, e.kind.to_string()))?;
+            self.tls = Some(loaded);
+        }
+        if let Some(auth) = &wanted.auth {
+            self.auth = Some(Authenticator::load(auth, &format!("receivers.{}.auth", key.0))?);
+        }
+        Ok(self)
+    }
+
+    /// The tokens its requests must carry.
+    pub fn auth(&self) -> Option<Authenticator> {
+        self.auth.clone()
+    }
+}
+
+/// Warns about every listener reachable beyond loopback without TLS or
+/// without authentication (run on every start and reload).
+pub fn warn_exposed(config: &Config) {
+    let admin = &config.admin;
+    let admin_mutual = admin.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+    warn_if_exposed(
+        "admin",
+        &admin.address,
+        admin.tls.is_some(),
+        admin.auth.is_some() || admin_mutual,
+    );
+    for (key, wanted) in wanted(config) {
+        let what = format!("receivers.{}.{}", key.0, key.1);
+        let mutual = wanted.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+        warn_if_exposed(
+            &what,
+            &wanted.address,
+            wanted.tls.is_some(),
+            wanted.auth.is_some() || mutual,
+        );
+    }
+}
+
+/// The warning for one listener at `address` (`what` is its config key).
+pub fn warn_if_exposed(what: &str, address: &str, tls: bool, authenticated: bool) {
+    let Ok(addr) = address.parse::<SocketAddr>() else {
+        return;
+    };
+    if addr.ip().is_loopback() || (tls && authenticated) {
+        return;
+    }
+    let missing = match (tls, authenticated) {
+        (false, false) => "without TLS or authentication",
+        (false, true) => "without TLS (tokens and data travel in clear text)",
+        _ => "without authentication (anyone who can reach it may send data)",
+    };
+    tracing::warn!(
+        listener = %what, %address,
+        "listening beyond loopback {missing}; set {what}.tls and an auth table (or client_ca_file), or listen on 127.0.0.1"
+    );
 }
 
 /// Binds `wanted.address`; the error names the config key.
@@ -71,7 +151,12 @@ pub fn bind(key: &ListenerKey, wanted: &Wanted) -> Result<Bound, ConfigError> {
         .set_nonblocking(true)
         .map_err(|e| ConfigError::new(&config_key, format!("cannot prepare the listener: {e}")))?;
     let local = socket.local_addr().unwrap_or(addr);
-    Ok(Bound { socket, local })
+    Ok(Bound {
+        socket,
+        local,
+        tls: None,
+        auth: None,
+    })
 }
 
 pub struct Running {
@@ -94,6 +179,8 @@ impl Running {
         Ok(Bound {
             socket,
             local: self.local,
+            tls: None,
+            auth: None,
         })
     }
 
@@ -145,7 +232,9 @@ impl Servers {
             limits: wanted.limits.clone(),
             protocol,
             at_fd_limit: AtFdLimit::Shed,
+            tls: bound.tls,
         };
+        let auth = receiver.auth.is_some();
         let router = match protocol {
             Protocol::Http2Only => receiver::grpc::router(receiver),
             Protocol::Auto => receiver::http::router(receiver),
@@ -153,7 +242,10 @@ impl Servers {
         let shutdown = Shutdown::new();
         let (stop, metrics, failed) = (shutdown.clone(), self.metrics.clone(), self.failed.clone());
         let what = spec.config_key.clone();
-        tracing::info!(listener = %what, address = %bound.local, "OTLP receiver listening");
+        tracing::info!(
+            listener = %what, address = %bound.local, tls = spec.tls.is_some(), auth,
+            "OTLP receiver listening"
+        );
         self.tasks.spawn(async move {
             listen::serve(listener, router, spec, &metrics, stop.clone()).await;
             if stop.deadline().is_none() {
