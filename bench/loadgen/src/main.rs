@@ -2,6 +2,7 @@
 //! by `bench/passthrough.py` to benchmark weir against other collectors.
 
 mod codec;
+mod handshakes;
 mod sink;
 mod traces;
 mod wire;
@@ -27,6 +28,9 @@ enum Command {
     Sink(sink::SinkArgs),
     /// Send pre-encoded OTLP/gRPC trace export requests.
     Traces(traces::TracesArgs),
+    /// Open TLS connections as fast as possible (handshake, then close) and
+    /// report the rate.
+    Handshakes(handshakes::HandshakeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Sink(args) => sink::run(args).await,
             Command::Traces(args) => traces::run(args).await,
+            Command::Handshakes(args) => handshakes::run(args).await,
         }
     })
 }

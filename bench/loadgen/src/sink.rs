@@ -37,6 +37,11 @@ pub struct SinkArgs {
     /// Print received items per second to stderr every this many seconds (0 = never).
     #[arg(long, default_value_t = 0)]
     print_every: u64,
+    /// Serve TLS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    #[arg(long)]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -205,7 +210,17 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
         ));
     }
     eprintln!("weir-loadgen sink: gRPC on {}", args.listen);
-    Server::builder()
+    let mut server = Server::builder();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let identity = tonic::transport::Identity::from_pem(
+            std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?,
+            std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+        );
+        server = server
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .context("TLS config")?;
+    }
+    server
         .tcp_nodelay(true)
         .initial_stream_window_size(8 * 1024 * 1024)
         .initial_connection_window_size(32 * 1024 * 1024)

@@ -72,6 +72,12 @@ pub struct TracesArgs {
     /// (seconds since the start of sending) to this file, for latency over time.
     #[arg(long)]
     latency_log: Option<std::path::PathBuf>,
+    /// CA (PEM) to verify an https:// endpoint with.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the endpoint's certificate must carry.
+    #[arg(long, default_value = "localhost")]
+    tls_server_name: String,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +122,19 @@ pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
         .with_context(|| format!("invalid endpoint {}", args.endpoint))?
         .tcp_nodelay(true)
         .timeout(Duration::from_secs_f64(args.timeout));
+    let endpoint = match &args.tls_ca {
+        Some(ca) => {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            endpoint
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+                        .domain_name(args.tls_server_name.clone()),
+                )
+                .context("TLS config")?
+        }
+        None => endpoint,
+    };
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         channels.push(
