@@ -20,7 +20,6 @@ use super::{BuildError, partial};
 use crate::codec::RawCodec;
 use crate::grpc_path;
 use crate::tls::ClientTls;
-use crate::tls::server::ALPN_H2;
 
 pub struct GrpcExporter {
     channel: Channel,
@@ -71,7 +70,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 fn https_connector(
     config: &OtlpExporterConfig,
 ) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, BuildError> {
-    let tls = ClientTls::load(config.tls.as_ref(), "tls", ALPN_H2)?;
+    // No ALPN here: the connector sets h2 itself (and refuses a config that has it).
+    let tls = ClientTls::load(config.tls.as_ref(), "tls", &[])?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -280,3 +280,33 @@ fn a_client_certificate_without_its_key_file_is_an_error() {
     let e = ClientTls::load(Some(&c), "tls", ALPN_HTTP).err().expect("error");
     assert_eq!(e.key, "tls.key_file");
 }
+
+fn exporter_config(endpoint: &str, tls: serde_json::Value) -> weir_pipeline::config::OtlpExporterConfig {
+    serde_json::from_value(serde_json::json!({ "endpoint": endpoint, "tls": tls })).expect("config")
+}
+
+#[tokio::test]
+async fn https_exporters_build_with_a_ca_and_name_a_missing_file_by_key() {
+    use crate::exporter::{GrpcExporter, HttpExporter};
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = Ca::new("ca");
+    let ca_file = write(dir.path(), "ca.crt", &ca.0.pem());
+    let good = exporter_config(
+        "https://127.0.0.1:4317",
+        serde_json::json!({ "ca_file": ca_file, "server_name": "localhost" }),
+    );
+    assert!(GrpcExporter::new(&good).is_ok());
+    assert!(HttpExporter::new(&good).is_ok());
+    let missing = exporter_config(
+        "https://127.0.0.1:4317",
+        serde_json::json!({ "ca_file": dir.path().join("no.crt") }),
+    );
+    for e in [
+        GrpcExporter::new(&missing).err(),
+        HttpExporter::new(&missing).err(),
+    ] {
+        let e = e.expect("refused").to_config_error("exporters.backend");
+        assert_eq!(e.key, "exporters.backend.tls.ca_file");
+        assert!(e.message.contains("cannot read"), "{e}");
+    }
+}
