@@ -52,7 +52,9 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, QueueError> {
         let newest = i + 1 == bases.len();
         let path = dir.join(segment_file_name(base));
         id_end = id_end.max(base);
-        let scan = scan_segment(&path, base)?;
+        // A segment holds the ids from its base up to the next segment's base.
+        let end = bases.get(i + 1).copied().unwrap_or(u64::MAX);
+        let scan = scan_segment(&path, base, end)?;
         if let Some(last) = scan.records.last() {
             id_end = id_end.max(last.id + 1);
         }
@@ -431,7 +433,11 @@ impl Window {
 
 /// Reads a whole segment, verifying every frame; after damage it searches on
 /// byte by byte for the next intact frame, so records after the damage survive too.
-pub(crate) fn scan_segment(path: &Path, base: u64) -> Result<Scan, QueueError> {
+/// Ids must lie in `base..end` (`end`: the next segment's base): a frame with an
+/// id past it is damage, since reads look a record up by the segment its id
+/// falls in.
+pub(crate) fn scan_segment(path: &Path, base: u64, end: u64) -> Result<Scan, QueueError> {
+    let last_id = end.saturating_sub(1);
     let file = File::open(path).map_err(io_err(path, "open"))?;
     let len = file.metadata().map_err(io_err(path, "stat"))?.len();
     let mut scan = Scan {
@@ -470,9 +476,7 @@ pub(crate) fn scan_segment(path: &Path, base: u64) -> Result<Scan, QueueError> {
     let mut pos = SEGMENT_HEADER_LEN;
     let mut next_id = base;
     while pos < len {
-        let frame = w
-            .frame_at(pos, next_id..=u64::MAX)
-            .map_err(io_err(path, "read"))?;
+        let frame = w.frame_at(pos, next_id..=last_id).map_err(io_err(path, "read"))?;
         if let Some(h) = frame {
             scan.records.push(RecordMeta {
                 id: h.id,
@@ -489,7 +493,7 @@ pub(crate) fn scan_segment(path: &Path, base: u64) -> Result<Scan, QueueError> {
             scan.first_damage = Some(pos);
             scan.first_damage_is_torn_write = w.is_torn_write(pos).map_err(io_err(path, "read"))?;
         }
-        let window = next_id..=next_id.saturating_add(RESYNC_ID_WINDOW);
+        let window = next_id..=next_id.saturating_add(RESYNC_ID_WINDOW).min(last_id);
         let mut found = None;
         let mut p = pos + 1;
         while p + FRAME_HEADER_LEN as u64 <= len {
