@@ -78,14 +78,38 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// A `json` value must be valid JSON (OTLP/JSON AnyValue form or plain JSON).
+/// How deeply a `json` value may nest arrays and objects. Each object level
+/// becomes three protobuf message levels (kvlist, key-value, any-value), and an
+/// exemplar's attribute already sits 8 levels down: 24 keeps the deepest
+/// attribute within the 100 levels prost-based decoders (weir's receivers, the
+/// Collector) accept, so an edit cannot make a batch nobody downstream reads.
+pub const MAX_JSON_DEPTH: usize = 24;
+
+/// A `json` value must be valid JSON (OTLP/JSON AnyValue form or plain JSON),
+/// nested at most [`MAX_JSON_DEPTH`] levels.
 pub fn check_value(v: &Value) -> Result<(), ChangeError> {
-    if let Value::Json(text) = v
-        && let Err(e) = serde_json::from_str::<serde_json::Value>(text)
-    {
-        return Err(ChangeError(format!("json value is not valid JSON: {e}")));
+    if let Value::Json(text) = v {
+        let json = serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| ChangeError(format!("json value is not valid JSON: {e}")))?;
+        let depth = json_depth(&json);
+        if depth > MAX_JSON_DEPTH {
+            return Err(ChangeError(format!(
+                "json value nests arrays and objects {depth} levels deep, more than the {MAX_JSON_DEPTH} \
+                 allowed (OTLP decoders refuse deeper messages); flatten it"
+            )));
+        }
     }
     Ok(())
+}
+
+/// Nesting depth of arrays and objects (a scalar is 0). serde_json's own limit
+/// (128) bounds the recursion.
+fn json_depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(json_depth).max().unwrap_or(0),
+        serde_json::Value::Object(o) => 1 + o.values().map(json_depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Checks one edit against the batch's shape.
