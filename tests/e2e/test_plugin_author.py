@@ -41,7 +41,8 @@ def test_the_compile_cache_is_on_by_default_and_private(tmp_path):
     first = plugin_test("--wasm", str(plugin_wasm("redact")), "--input", str(SPANS), "--repeat", "5", **env)
     assert first.returncode == 0, first.stderr
     artifacts = sorted(p.name for p in cache.iterdir())
-    assert len(artifacts) == 1 and artifacts[0].endswith(".cwasm"), artifacts
+    assert len(artifacts) == 2 and artifacts[0].endswith(".cwasm") and artifacts[1] == "cache.key", artifacts
+    assert stat.S_IMODE((cache / "cache.key").stat().st_mode) == 0o600
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
     second = plugin_test("--wasm", str(plugin_wasm("redact")), "--input", str(SPANS), "--repeat", "5", **env)
     assert second.returncode == 0, second.stderr

@@ -3,7 +3,6 @@
 //! cache of compiled plugins keyed by the wasm's sha256 and the engine settings.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -11,6 +10,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::RuntimeError;
+use crate::cache::{ArtifactCache, Lookup};
 
 /// Epoch tick: the granularity of per-call deadlines. Deadlines are hundreds
 /// of milliseconds by default, so 10 ms is precise enough; a finer tick costs
@@ -76,42 +76,53 @@ fn engine_key(engine: &Engine) -> String {
 }
 
 /// Compiles a component, or loads it from the cache if this exact wasm was
-/// compiled before with these engine settings.
+/// compiled before with these engine settings. `rejected` is told why a cached
+/// artifact was not used (it is compiled again).
 pub fn load_component(
     engine: &Engine,
     wasm: &[u8],
-    cache_dir: Option<&Path>,
+    cache: Option<&ArtifactCache>,
+    rejected: &dyn Fn(&'static str),
 ) -> Result<Component, RuntimeError> {
     let compile = || Component::new(engine, wasm).map_err(|e| RuntimeError::Compile(format!("{e:#}")));
-    let Some(dir) = cache_dir else {
+    let Some(cache) = cache else {
         return compile();
     };
-    let path: PathBuf = dir.join(format!("{}-{}.cwasm", sha256_hex(wasm), engine_key(engine)));
-    if path.exists() {
-        // SAFETY: the cache holds only artifacts this process family wrote with
-        // `Component::serialize` (named by the wasm's hash and the engine's
-        // compatibility hash, renamed into place only once complete); the cache
-        // directory must be private to weir, as documented for `plugin_cache_dir`.
-        #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(engine, &path) };
-        match loaded {
-            Ok(c) => return Ok(c),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached plugin"),
+    let name = format!("{}-{}", sha256_hex(wasm), engine_key(engine));
+    match cache.load(&name) {
+        Lookup::Hit(bytes) => {
+            // SAFETY: `bytes` carry this cache's HMAC over the wasm's sha256, the
+            // engine settings and the bytes themselves, made by weir when it
+            // compiled them (cache.rs); they were verified in memory, so they are
+            // what weir wrote, and wasmtime checks the engine compatibility.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize(engine, &bytes) };
+            match loaded {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(artifact = %name, error = %e, "ignoring an unusable cached plugin; compiling it again");
+                    rejected("incompatible");
+                }
+            }
+        }
+        Lookup::Miss => {}
+        Lookup::Rejected(reason) => {
+            tracing::warn!(
+                dir = %cache.dir().display(),
+                artifact = %name,
+                reason,
+                "a cached plugin failed verification (not written by this weir for this wasm); compiling it again"
+            );
+            rejected(reason);
         }
     }
     let component = compile()?;
-    if let Err(e) = store_artifact(&component, dir, &path) {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot cache the compiled plugin");
+    let stored = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|bytes| cache.store(&name, &bytes));
+    if let Err(e) = stored {
+        tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot cache the compiled plugin");
     }
     Ok(component)
-}
-
-fn store_artifact(component: &Component, dir: &Path, path: &Path) -> std::io::Result<()> {
-    let bytes = component
-        .serialize()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }

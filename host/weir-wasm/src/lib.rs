@@ -8,6 +8,7 @@
 
 mod bindings;
 mod bindings_v2;
+pub mod cache;
 mod chain;
 pub mod embedded;
 mod engine;
@@ -23,6 +24,7 @@ use std::time::Duration;
 pub use chain::{ChainLink, PluginChain};
 pub use engine::sha256_hex;
 pub use metrics::PluginMetrics;
+use metrics::ReasonLabels;
 pub use native::NativeRunner;
 use runner::{WasmRunner, WasmSettings};
 use weir_batch::HostBatch as Tree;
@@ -172,17 +174,34 @@ const COMPILED_KEPT: usize = 8;
 /// every reload loads through the same runtime.
 pub struct PluginRuntime {
     engine: wasmtime::Engine,
-    cache_dir: Option<PathBuf>,
+    cache: Option<cache::ArtifactCache>,
     metrics: PluginMetrics,
     compiled: std::sync::Mutex<Vec<(String, wasmtime::component::Component)>>,
 }
 
 impl PluginRuntime {
+    /// `cache_dir`: where compiled plugins are kept across runs. A directory
+    /// that is not safe to load native code from is not used (logged, counted,
+    /// and every plugin compiles), never a reason not to start.
     pub fn new(metrics: &Metrics, cache_dir: Option<PathBuf>) -> Result<Self, RuntimeError> {
+        let metrics = PluginMetrics::register(metrics);
+        let cache = cache_dir.and_then(|dir| match cache::ArtifactCache::open(&dir) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "not using the compiled-plugin cache");
+                metrics
+                    .cache_rejected
+                    .get_or_create(&ReasonLabels {
+                        reason: e.label().into(),
+                    })
+                    .inc();
+                None
+            }
+        });
         Ok(PluginRuntime {
             engine: engine::new_engine()?,
-            cache_dir,
-            metrics: PluginMetrics::register(metrics),
+            cache,
+            metrics,
             compiled: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -254,7 +273,15 @@ impl PluginRuntime {
             }
         }
         // Compiling takes long: not under the lock.
-        let component = engine::load_component(&self.engine, &source.wasm, self.cache_dir.as_deref())?;
+        let rejected = |reason: &'static str| {
+            self.metrics
+                .cache_rejected
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc();
+        };
+        let component = engine::load_component(&self.engine, &source.wasm, self.cache.as_ref(), &rejected)?;
         let mut kept = lock();
         if kept.len() >= COMPILED_KEPT {
             kept.remove(0);

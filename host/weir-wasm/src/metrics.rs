@@ -20,6 +20,11 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 fn latency() -> Histogram {
     // 1 µs .. ~1 s
     Histogram::new(exponential_buckets(1e-6, 4.0, 11))
@@ -35,6 +40,7 @@ pub struct PluginMetrics {
     pub timeouts: Family<PluginLabels, Counter>,
     pub policy_applied: Family<OutcomeLabels, Counter>,
     pub duration: Family<PluginLabels, Histogram, fn() -> Histogram>,
+    pub cache_rejected: Family<ReasonLabels, Counter>,
 }
 
 impl PluginMetrics {
@@ -48,7 +54,13 @@ impl PluginMetrics {
             timeouts: Family::default(),
             policy_applied: Family::default(),
             duration: Family::new_with_constructor(latency),
+            cache_rejected: Family::default(),
         };
+        metrics.register(
+            "plugin_cache_rejected",
+            "Compiled-plugin cache entries not used: directory (not private), key, mac (not written by this weir for this wasm), unreadable, incompatible",
+            m.cache_rejected.clone(),
+        );
         metrics.register(
             "plugin_calls",
             "Plugin calls by outcome (ok, error, trap, timeout, memory_limit, invalid)",

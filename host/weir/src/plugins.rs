@@ -13,7 +13,7 @@ pub fn check(config: &Config, metrics: &Arc<Metrics>) -> Result<(), Vec<ConfigEr
     if config.plugins.is_empty() {
         return Ok(());
     }
-    let runtime = PluginRuntime::new(metrics, config.service.plugin_cache_dir.clone())
+    let runtime = PluginRuntime::new(metrics, config.service.effective_plugin_cache_dir())
         .map_err(|e| vec![ConfigError::new("plugins", e.to_string())])?;
     let base = crate::reload::watch::plugin_base_dir();
     let errors: Vec<ConfigError> = config

@@ -26,7 +26,9 @@ pub struct ServiceConfig {
     /// How long a SIGTERM/Ctrl-C waits for queues to drain before giving up.
     pub shutdown_grace: HumanDuration,
     /// Where compiled plugins are cached (keyed by the wasm's sha256 and the
-    /// engine settings). Must be private to weir. Unset: no cache.
+    /// engine settings, each artifact under an HMAC; a shared directory gets a
+    /// private `weir-<uid>` subdirectory). Unset: `<data_dir>/plugin-cache`, or
+    /// no cache without a data_dir.
     pub plugin_cache_dir: Option<PathBuf>,
     /// Batches run through plugin chains at once (each on its own thread,
     /// with its own plugin instances). Unset: the number of CPUs.
@@ -37,6 +39,16 @@ pub struct ServiceConfig {
     pub data_dir: Option<PathBuf>,
     /// Hot reload of the config file.
     pub reload: ReloadConfig,
+}
+
+impl ServiceConfig {
+    /// Where compiled plugins are cached: `plugin_cache_dir`, else
+    /// `<data_dir>/plugin-cache`, else nowhere (every start compiles).
+    pub fn effective_plugin_cache_dir(&self) -> Option<PathBuf> {
+        self.plugin_cache_dir
+            .clone()
+            .or_else(|| self.data_dir.as_ref().map(|d| d.join("plugin-cache")))
+    }
 }
 
 impl Default for ServiceConfig {

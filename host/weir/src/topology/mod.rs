@@ -184,7 +184,7 @@ impl Topology {
         if let Some(r) = &self.runtime {
             return Ok(r.clone());
         }
-        let runtime = PluginRuntime::new(&self.metrics, config.service.plugin_cache_dir.clone())
+        let runtime = PluginRuntime::new(&self.metrics, config.service.effective_plugin_cache_dir())
             .map_err(|e| ConfigError::new("plugins", e.to_string()))?;
         let runtime = Arc::new(runtime);
         self.runtime = Some(runtime.clone());
