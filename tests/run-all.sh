@@ -8,6 +8,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '==> %s\n' "$*"; }
 
+step "system packages and Rust targets (tests/install-system-deps.sh)"
+tests/install-system-deps.sh
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
@@ -59,3 +62,8 @@ plugins/sdk-c/ci.sh
 
 step "end-to-end tests"
 "$venv/bin/python" -m pytest tests/e2e -q
+
+# The static (musl) weir, the FROM scratch image built with buildah and run as uid
+# 10001; the manifest tests already ran in the e2e suite above.
+step "deployment: static build, image (deploy/ci.sh)"
+WEIR_DEPLOY_SKIP_MANIFESTS=1 deploy/ci.sh
