@@ -124,6 +124,8 @@ fn build(
     };
     let mut server = builder.with_cert_resolver(Arc::new(Fixed(certified)));
     server.alpn_protocols = alpn.to_vec();
+    // Our suite order (AES-128-GCM first), not the client's.
+    server.ignore_client_order = true;
     Ok(server)
 }
 
