@@ -73,6 +73,8 @@ pub(crate) fn is_data_field(n: u32) -> bool {
 pub(crate) fn metric(b: &[u8], at: usize) -> Res<usize> {
     let mut c = Cursor::new(b, at);
     let (mut points, mut meta) = (0, 0);
+    // The field number of the `data` kind seen last.
+    let mut current = None;
     while let Some((n, wt)) = c.key()? {
         match n {
             1 => c.string(wt, "name")?,
@@ -86,7 +88,12 @@ pub(crate) fn metric(b: &[u8], at: usize) -> Res<usize> {
             n => match kind(n) {
                 Some(k) => {
                     let (d, at) = c.len(wt, k.name)?;
-                    points += data(d, at, k).within(Seg::Field(k.name))?;
+                    let here = data(d, at, k).within(Seg::Field(k.name))?;
+                    // `data` is a oneof: another kind later replaces the earlier
+                    // one when decoded (prost, Go protobuf); the same kind again
+                    // merges into it. Count what a decoder will see.
+                    points = if current == Some(n) { points + here } else { here };
+                    current = Some(n);
                 }
                 None => c.skip(wt)?,
             },
