@@ -26,6 +26,12 @@ step "benchmark scripts compile"
 step "cargo test"
 cargo test --workspace --release --quiet
 
+# cargo-fuzz on stable through RUSTC_BOOTSTRAP (fuzz/run.sh sets it). The long form
+# (AddressSanitizer, 30 min per target) is in docs/fuzzing.md.
+step "fuzz targets (fuzz/run.sh 20: build once, replay regressions, 20 s per target)"
+cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
+fuzz/run.sh "${WEIR_FUZZ_SECONDS:-20}"
+
 step "cargo build --release -p weir -p weir-loadgen"
 cargo build --release -p weir -p weir-loadgen --quiet
 export WEIR_BIN="${WEIR_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/weir}"
