@@ -63,6 +63,15 @@ pub struct HostBatch {
     route_names: Vec<String>,
 }
 
+/// A plugin's `replace-otlp` request, held to what weir's receivers accept (the
+/// wire walk: UTF-8, id lengths, nesting), not only to what prost decodes, so a
+/// plugin cannot hand on a batch that the next OTLP hop refuses.
+fn decode_replacement(signal: weir_pipeline::Signal, bytes: &[u8]) -> Result<Otlp, BatchError> {
+    weir_otlp::wire::count_items(signal, bytes)
+        .map_err(|e| BatchError::Invalid(format!("replace-otlp: {e}")))?;
+    decode(signal, bytes)
+}
+
 fn decode(signal: weir_pipeline::Signal, bytes: &[u8]) -> Result<Otlp, BatchError> {
     let err = |e: prost::DecodeError| BatchError::Decode(e.to_string());
     Ok(match signal {
@@ -108,7 +117,7 @@ impl HostBatch {
     /// The shape of an OTLP request of this batch's signal (what a
     /// `replace-otlp` would make the batch), or why it is not one.
     pub fn shape_of_replacement(&self, otlp: &[u8]) -> Result<Shape, BatchError> {
-        let tree = decode(self.signal, otlp)?;
+        let tree = decode_replacement(self.signal, otlp)?;
         let index = tree.index();
         Ok(shape(&tree, &index))
     }
@@ -122,7 +131,7 @@ impl HostBatch {
         }
         let replaced = match &changes.replace {
             Some(otlp) => {
-                let tree = decode(self.signal, otlp)?;
+                let tree = decode_replacement(self.signal, otlp)?;
                 let index = tree.index();
                 Some((tree, index))
             }

@@ -102,3 +102,34 @@ fn the_deepest_value_allowed_at_the_deepest_level_still_decodes() {
     };
     assert_eq!(g.data_points[0].exemplars[0].filtered_attributes[0].key, "deep");
 }
+
+/// Found by reading the `plugin_changes` target: prost takes a 3-byte trace
+/// id, weir's receivers (and the Collector) do not, so a replacement carrying
+/// one must be refused before it replaces anything.
+#[test]
+fn a_replacement_the_wire_walk_refuses_is_refused() {
+    let mut b = HostBatch::decode(&one_span()).expect("decode");
+    let bad = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![1; 3],
+                    span_id: vec![2; 8],
+                    name: "x".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    let e = b.shape_of_replacement(&bad).expect_err("refused");
+    assert!(e.to_string().contains("replace-otlp"), "{e}");
+    let changes = Changes {
+        replace: Some(bad),
+        ..Changes::default()
+    };
+    assert!(matches!(b.apply(changes), Err(BatchError::Invalid(_))));
+    assert_eq!(b.items(), 1, "the batch is as it was");
+}
