@@ -241,8 +241,13 @@ def test_bad_material_is_refused_at_start_naming_the_key(tmp_path, pki):
         (listener_tls(cert, key, client_ca=key), "receivers.otlp.grpc.tls.client_ca_file", "holds no PEM certificate"),
     ]
     for tls, config_key, message in cases:
-        stderr = _start_fails(tmp_path, tls_config(tls).format(**ports))
+        config = tls_config(tls).format(**ports)
+        stderr = _start_fails(tmp_path, config)
         assert config_key in stderr and message in stderr, (config_key, stderr)
+        # `weir validate` loads the files too.
+        p = subprocess.run([str(weir_bin()), "validate", "--config", str(tmp_path / "bad.toml")],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 1 and config_key in p.stderr and message in p.stderr, p.stderr
 
 
 class TlsGrpcSink(OtlpSink):

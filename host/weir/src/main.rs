@@ -72,10 +72,13 @@ enum Command {
 }
 
 /// Checks the file, then compiles and initialises its plugins (which may reject
-/// their own config), without opening any port.
+/// their own config) and loads its certificates and token files, without
+/// opening any port.
 fn validate(path: &std::path::Path) -> ExitCode {
     let errors = match config::load_file(path) {
-        Ok(config) => match plugins::check(&config, &weir_pipeline::Metrics::new()) {
+        Ok(config) => match plugins::check(&config, &weir_pipeline::Metrics::new())
+            .and_then(|_| topology::check_security(&config))
+        {
             Ok(_) => {
                 println!("{}: configuration OK", path.display());
                 return ExitCode::SUCCESS;

@@ -78,15 +78,7 @@ pub struct Bound {
 impl Bound {
     /// Loads the listener's certificates and tokens; errors name their key.
     pub fn secure(mut self, key: &ListenerKey, wanted: &Wanted) -> Result<Bound, ConfigError> {
-        if let Some(tls) = &wanted.tls {
-            let alpn = if key.1 == "grpc" { ALPN_H2 } else { ALPN_HTTP };
-            let loaded = ServerTls::load(tls, &format!("receivers.{}.{}.tls", key.0, key.1), alpn)
-                .map_err(|e| ConfigError::new(e.key, e.kind.to_string()))?;
-            self.tls = Some(loaded);
-        }
-        if let Some(auth) = &wanted.auth {
-            self.auth = Some(Authenticator::load(auth, &format!("receivers.{}.auth", key.0))?);
-        }
+        (self.tls, self.auth) = security(key, wanted)?;
         Ok(self)
     }
 
@@ -94,6 +86,60 @@ impl Bound {
     pub fn auth(&self) -> Option<Authenticator> {
         self.auth.clone()
     }
+}
+
+/// A listener's TLS and tokens, loaded from the files `wanted` names.
+fn security(
+    key: &ListenerKey,
+    wanted: &Wanted,
+) -> Result<(Option<ServerTls>, Option<Authenticator>), ConfigError> {
+    let tls = match &wanted.tls {
+        Some(tls) => {
+            let alpn = if key.1 == "grpc" { ALPN_H2 } else { ALPN_HTTP };
+            let loaded = ServerTls::load(tls, &format!("receivers.{}.{}.tls", key.0, key.1), alpn)
+                .map_err(|e| ConfigError::new(e.key, e.kind.to_string()))?;
+            Some(loaded)
+        }
+        None => None,
+    };
+    let auth = match &wanted.auth {
+        Some(auth) => Some(Authenticator::load(auth, &format!("receivers.{}.auth", key.0))?),
+        None => None,
+    };
+    Ok((tls, auth))
+}
+
+/// Loads every certificate, key, CA and token file `config` names (listeners,
+/// admin, https exporters) without opening a port, for `weir validate`.
+pub fn check_security(config: &Config) -> Result<(), Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let tls_error = |e: weir_otlp::tls::TlsError| ConfigError::new(e.key, e.kind.to_string());
+    for (key, wanted) in wanted(config) {
+        if let Err(e) = security(&key, &wanted) {
+            errors.push(e);
+        }
+    }
+    if let Some(tls) = &config.admin.tls
+        && let Err(e) = ServerTls::load(tls, "admin.tls", ALPN_HTTP)
+    {
+        errors.push(tls_error(e));
+    }
+    if let Some(auth) = &config.admin.auth
+        && let Err(e) = Authenticator::load(auth, "admin.auth")
+    {
+        errors.push(e);
+    }
+    for (name, exporter) in &config.exporters {
+        if let weir_pipeline::config::ExporterConfig::OtlpGrpc(c)
+        | weir_pipeline::config::ExporterConfig::OtlpHttp(c) = exporter
+            && c.endpoint.starts_with("https://")
+            && let Err(e) =
+                weir_otlp::tls::ClientTls::load(c.tls.as_ref(), &format!("exporters.{name}.tls"), &[])
+        {
+            errors.push(tls_error(e));
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
 /// Warns about every listener reachable beyond loopback without TLS or

@@ -37,6 +37,7 @@ use weir_pipeline::{ExportStage, Exporter, Ingest, Metrics, Pipeline};
 use weir_wasm::{ChainLink, PluginRuntime, Runner, WasmSource};
 
 use exporters::StageKey;
+pub use listeners::check_security;
 use listeners::{Bound, ListenerKey, Servers};
 pub use report::Report;
 
