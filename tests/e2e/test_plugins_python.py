@@ -1,8 +1,8 @@
 """Plugins in Python (componentize-py, plugins/sdk-python) and JavaScript
 (componentize-js, plugins/sdk-js), and the conformance suite: the example
 processor of examples/plugins, in Rust, Python and JavaScript, gives the
-expected output through `weir plugin test --expect`, and the Python one runs
-end to end through the binary."""
+expected output through `weir plugin test --expect`, and each runs end to end
+through the binary (Go and C: test_plugins_go.py, test_plugins_c.py)."""
 
 from __future__ import annotations
 
@@ -67,8 +67,14 @@ def test_the_example_processor_passes_the_conformance_suite(language, request, p
     assert "output matches" in r.stderr and "dropped 2 spans" in r.stderr, r.stderr[-2000:]
 
 
-def test_a_python_plugin_runs_end_to_end(start_weir, sink, python_tenant, plugin_cache_dir):
-    plugins = {"tenant": {"path": str(python_tenant), "config": {"drop_names": ["GET /health*", "GET /ready"]}}}
+@pytest.mark.parametrize("language", ["rust", "python", "js"])
+def test_the_example_runs_end_to_end(language, request, start_weir, sink, plugin_cache_dir):
+    wasm = {
+        "rust": lambda: plugin_dir() / "weir_example_tenant.wasm",
+        "python": lambda: request.getfixturevalue("python_tenant"),
+        "js": lambda: request.getfixturevalue("js_tenant"),
+    }[language]()
+    plugins = {"tenant": {"path": str(wasm), "config": {"drop_names": ["GET /health*", "GET /ready"]}}}
     w = start_weir(config_text=plugin_config_template(plugins, pipelines={"traces": {"plugins": ["tenant"]}},
                                                       cache_dir=plugin_cache_dir), ready_timeout=120)
     tid = bytes(range(16))
