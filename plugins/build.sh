@@ -10,4 +10,4 @@ for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml examples/plugins
   packages+=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)")
 done
 cargo build --release --quiet --target wasm32-wasip2 "${packages[@]}"
-ls target/wasm32-wasip2/release/*.wasm
+ls "${CARGO_TARGET_DIR:-target}"/wasm32-wasip2/release/*.wasm
