@@ -31,15 +31,33 @@ pub struct GrpcExporter {
 impl GrpcExporter {
     /// Connects lazily: a destination that is down at start-up is retried like any other.
     pub fn new(config: &OtlpExporterConfig) -> Result<Self, BuildError> {
-        let endpoint = Endpoint::from_shared(config.endpoint.clone()).map_err(|e| BuildError::Endpoint {
+        let endpoint_err = |e: tonic::transport::Error| BuildError::Endpoint {
             endpoint: config.endpoint.clone(),
             reason: e.to_string(),
-        })?;
-        let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
-        let channel = if config.endpoint.starts_with("https://") {
-            endpoint.connect_with_connector_lazy(https_connector(config)?)
-        } else {
-            endpoint.connect_lazy()
+        };
+        let channel = match config.endpoint.strip_prefix("https://") {
+            // TLS is weir's own connector's (rustls config, CA, client certificate,
+            // server name). tonic refuses an https URI unless its own TLS is set
+            // up (when its TLS feature is compiled in, e.g. through another crate
+            // of the workspace), so it is given the http form to dial, the https
+            // origin for the requests, and the connector puts the scheme back.
+            Some(rest) => {
+                let origin = http::Uri::from_str(&config.endpoint).map_err(|e| BuildError::Endpoint {
+                    endpoint: config.endpoint.clone(),
+                    reason: e.to_string(),
+                })?;
+                Endpoint::from_shared(format!("http://{rest}"))
+                    .map_err(endpoint_err)?
+                    .origin(origin)
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .connect_with_connector_lazy(ForceHttps(https_connector(config)?))
+            }
+            None => Endpoint::from_shared(config.endpoint.clone())
+                .map_err(endpoint_err)?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .connect_lazy(),
         };
         let mut headers = MetadataMap::new();
         for (name, value) in &config.headers {
@@ -87,6 +105,30 @@ fn https_connector(
         None => builder,
     };
     Ok(builder.enable_http2().wrap_connector(http))
+}
+
+/// Dials an `http://` URI (what tonic is given) over TLS, as `https://`.
+#[derive(Clone)]
+struct ForceHttps(hyper_rustls::HttpsConnector<HttpConnector>);
+
+impl tower_service::Service<http::Uri> for ForceHttps {
+    type Response =
+        <hyper_rustls::HttpsConnector<HttpConnector> as tower_service::Service<http::Uri>>::Response;
+    type Error = <hyper_rustls::HttpsConnector<HttpConnector> as tower_service::Service<http::Uri>>::Error;
+    type Future = <hyper_rustls::HttpsConnector<HttpConnector> as tower_service::Service<http::Uri>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let mut parts = uri.clone().into_parts();
+        parts.scheme = Some(http::uri::Scheme::HTTPS);
+        // An http URI with an authority always has an https twin; if not, the
+        // https-only connector refuses the original with its own error.
+        let uri = http::Uri::from_parts(parts).unwrap_or(uri);
+        self.0.call(uri)
+    }
 }
 
 impl Exporter for GrpcExporter {
