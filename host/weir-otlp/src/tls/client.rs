@@ -7,7 +7,6 @@
 //! store (rustls-native-certs: /etc/ssl/certs, or SSL_CERT_FILE/SSL_CERT_DIR).
 //! `server_name` replaces the endpoint's host in the certificate check.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -19,7 +18,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use weir_pipeline::config::{TlsClientConfig, TlsVersion};
 
 use super::error::{TlsError, TlsErrorKind};
-use super::pem::{self, KeyPairFiles};
+use super::pem::{self, Files, KeyPairFiles};
 use super::watch::{self, Refresh, fingerprint};
 use super::{provider, versions};
 
@@ -45,31 +44,12 @@ struct Material {
     seen: Mutex<[u8; 32]>,
 }
 
-type Files = Vec<(PathBuf, std::io::Result<Vec<u8>>)>;
-
 fn read_files(config: &TlsClientConfig) -> Files {
     [&config.ca_file, &config.cert_file, &config.key_file]
         .into_iter()
         .flatten()
         .map(|p| (p.clone(), std::fs::read(p)))
         .collect()
-}
-
-fn bytes<'a>(files: &'a Files, path: &PathBuf, key: &str) -> Result<&'a [u8], TlsError> {
-    match files.iter().find(|(p, _)| p == path).map(|(_, c)| c) {
-        Some(Ok(b)) => Ok(b),
-        Some(Err(e)) => Err(TlsError::new(
-            key,
-            TlsErrorKind::Read {
-                path: path.clone(),
-                source: std::io::Error::new(e.kind(), e.to_string()),
-            },
-        )),
-        None => Err(TlsError::new(
-            key,
-            TlsErrorKind::Rustls(format!("{} was not read", path.display())),
-        )),
-    }
 }
 
 fn system_roots() -> Result<rustls::RootCertStore, String> {
@@ -91,7 +71,7 @@ fn load(config: &TlsClientConfig, key: &str, files: &Files) -> Result<Loaded, Tl
     let roots = match &config.ca_file {
         Some(ca) => {
             let ca_key = format!("{key}.ca_file");
-            pem::root_store(bytes(files, ca, &ca_key)?, ca, &ca_key)?
+            pem::root_store(pem::file_content(files, ca, &ca_key)?, ca, &ca_key)?
         }
         None => {
             system_roots().map_err(|reason| TlsError::new(key, TlsErrorKind::NoSystemRoots { reason }))?
@@ -108,8 +88,8 @@ fn load(config: &TlsClientConfig, key: &str, files: &Files) -> Result<Loaded, Tl
                 key: private,
                 key_key: format!("{key}.key_file"),
             };
-            let c = bytes(files, cert, &pair.cert_key)?;
-            let k = bytes(files, private, &pair.key_key)?;
+            let c = pem::file_content(files, cert, &pair.cert_key)?;
+            let k = pem::file_content(files, private, &pair.key_key)?;
             Some(pem::certified_key(&pair, c, k, &provider)?)
         }
         _ => None,

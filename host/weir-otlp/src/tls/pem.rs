@@ -2,7 +2,7 @@
 //! holds when it is not what the key asks for (a key given as the
 //! certificate, a DER file, ...).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -13,6 +13,28 @@ use rustls::sign::CertifiedKey;
 
 use super::error::{TlsError, TlsErrorKind};
 use super::validity;
+
+/// The TLS files of one listener or exporter, read once per (re)load: each path
+/// with its content or the error reading it.
+pub type Files = Vec<(PathBuf, std::io::Result<Vec<u8>>)>;
+
+/// The content of `path` among `files`, or the error naming `key`.
+pub fn file_content<'a>(files: &'a Files, path: &Path, key: &str) -> Result<&'a [u8], TlsError> {
+    match files.iter().find(|(p, _)| p == path).map(|(_, c)| c) {
+        Some(Ok(bytes)) => Ok(bytes),
+        Some(Err(e)) => Err(TlsError::new(
+            key,
+            TlsErrorKind::Read {
+                path: path.to_owned(),
+                source: std::io::Error::new(e.kind(), e.to_string()),
+            },
+        )),
+        None => Err(TlsError::new(
+            key,
+            TlsErrorKind::Rustls(format!("{} was not read", path.display())),
+        )),
+    }
+}
 
 /// Certificates expiring sooner than this get a warning at load.
 const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);

@@ -3,7 +3,6 @@
 //! current one; a reload builds a new one from the files and swaps it in, so
 //! connections already open keep the session they negotiated.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -13,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use weir_pipeline::config::TlsServerConfig;
 
 use super::error::{TlsError, TlsErrorKind};
-use super::pem::{self, KeyPairFiles};
+use super::pem::{self, Files, KeyPairFiles};
 use super::watch::{self, Refresh, fingerprint};
 use super::{provider, versions};
 
@@ -53,8 +52,6 @@ impl ResolvesServerCert for Fixed {
     }
 }
 
-type Files = Vec<(PathBuf, std::io::Result<Vec<u8>>)>;
-
 fn read_files(config: &TlsServerConfig) -> Files {
     let mut paths = vec![config.cert_file.clone(), config.key_file.clone()];
     paths.extend(config.client_ca_file.clone());
@@ -65,23 +62,6 @@ fn read_files(config: &TlsServerConfig) -> Files {
             (p, content)
         })
         .collect()
-}
-
-fn content<'a>(files: &'a Files, path: &Path, key: &str) -> Result<&'a [u8], TlsError> {
-    match files.iter().find(|(p, _)| p == path).map(|(_, c)| c) {
-        Some(Ok(bytes)) => Ok(bytes),
-        Some(Err(e)) => Err(TlsError::new(
-            key,
-            TlsErrorKind::Read {
-                path: path.to_owned(),
-                source: std::io::Error::new(e.kind(), e.to_string()),
-            },
-        )),
-        None => Err(TlsError::new(
-            key,
-            TlsErrorKind::Rustls(format!("{} was not read", path.display())),
-        )),
-    }
 }
 
 fn build(
@@ -97,8 +77,8 @@ fn build(
         key: &config.key_file,
         key_key: format!("{key}.key_file"),
     };
-    let cert = content(files, pair.cert, &pair.cert_key)?;
-    let private = content(files, pair.key, &pair.key_key)?;
+    let cert = pem::file_content(files, pair.cert, &pair.cert_key)?;
+    let private = pem::file_content(files, pair.key, &pair.key_key)?;
     let certified = pem::certified_key(&pair, cert, private, &provider)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions(config.min_version))
@@ -106,7 +86,7 @@ fn build(
     let builder = match &config.client_ca_file {
         Some(ca) => {
             let ca_key = format!("{key}.client_ca_file");
-            let roots = pem::root_store(content(files, ca, &ca_key)?, ca, &ca_key)?;
+            let roots = pem::root_store(pem::file_content(files, ca, &ca_key)?, ca, &ca_key)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| {
