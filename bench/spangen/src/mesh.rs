@@ -2,13 +2,15 @@
 //! shop, on Kubernetes): nine services with two to four pods each, every pod
 //! with the resource attributes the Kubernetes and cloud detectors add.
 //!
-//! Each request is one pod's export, as an SDK's batch processor sends it: the
-//! spans of many traces passing through that service, each handled request a
-//! SERVER span (HTTP or gRPC, semantic-convention attributes, a route from a
-//! short list, a mostly-200 status) with its CLIENT children (downstream gRPC
-//! and HTTP calls, SQL and Redis queries), in the order they end. Durations are
-//! log-normal around each operation's median; ids are random, trace ids shared
-//! by the spans of one handled request.
+//! Traces enter at the frontend and go down the call graph: every handled
+//! request is a SERVER span (HTTP or gRPC, semantic-convention attributes, a
+//! route from a short list, a mostly-200 status) with a CLIENT child per call
+//! (downstream gRPC and HTTP calls, SQL and Redis queries), the callee's SERVER
+//! span the child of the caller's CLIENT span, errors propagating up.
+//! Durations are log-normal around each operation's median. Each request is one
+//! pod's export, as an SDK's batch processor sends it: the spans that pod
+//! finished, in the order they ended, so one trace's spans are spread over the
+//! requests of several pods.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -481,6 +483,8 @@ pub struct Mesh {
     pod_weights: Vec<u32>,
     sessions: Vec<String>,
     clock: u64,
+    /// Finished spans per pod, waiting for a full request.
+    buffers: Vec<Vec<(Scope, Span)>>,
     next_pod: usize,
 }
 
@@ -495,6 +499,7 @@ impl Mesh {
                 pods.push(pod(&mut rng, i, spec, &replicaset));
             }
         }
+        let pod_count = pods.len();
         let pod_weights = pods
             .iter()
             .map(|p| specs[p.service].endpoints.len() as u32 + 1)
@@ -507,6 +512,7 @@ impl Mesh {
             pod_weights,
             sessions,
             clock: T0,
+            buffers: (0..pod_count).map(|_| Vec::new()).collect(),
             next_pod: 0,
         }
     }
@@ -530,16 +536,18 @@ impl Mesh {
         self.sessions[i].clone()
     }
 
-    /// One pod's export of `spans` spans.
+    /// One pod's export of `spans` spans: the first pod whose buffer holds that
+    /// many, simulating whole traces through the mesh until one does.
     pub fn traces(&mut self, spans: usize) -> ExportTraceServiceRequest {
-        let pod = self.pick_pod();
-        let service = self.pods[pod].service;
-        let mut out: Vec<(Scope, Span)> = Vec::with_capacity(spans + 8);
-        while out.len() < spans {
-            self.handle_request(service, &mut out);
-        }
-        out.truncate(spans);
-        let language = self.specs[service].language;
+        let spans = spans.max(1);
+        let pod = loop {
+            if let Some(p) = self.buffers.iter().position(|b| b.len() >= spans) {
+                break p;
+            }
+            self.trace();
+        };
+        let out: Vec<(Scope, Span)> = self.buffers[pod].drain(..spans).collect();
+        let language = self.specs[self.pods[pod].service].language;
         // One ScopeSpans per instrumentation scope, spans in the order they ended.
         let mut scopes: Vec<ScopeSpans> = Vec::new();
         let mut order: Vec<Scope> = Vec::new();
@@ -572,13 +580,31 @@ impl Mesh {
         }
     }
 
-    /// One request handled by `service`: its SERVER span and the CLIENT spans
-    /// of the calls it made, children first (the order spans end in).
-    fn handle_request(&mut self, service: usize, out: &mut Vec<(Scope, Span)>) {
-        // ~2,000 handled requests per second across the mesh.
-        self.clock += lognormal_ns(&mut self.rng, 300.0, 1.0);
-        let specs = self.specs.clone();
-        let spec = &specs[service];
+    /// A random pod of `service` and the endpoint a call reaches, if the mesh has it.
+    fn callee(&mut self, call: Call) -> Option<(usize, usize)> {
+        let (service, endpoint) = self.specs.iter().enumerate().find_map(|(i, s)| {
+            let e = s.endpoints.iter().position(|e| match (call, &e.inbound) {
+                (Call::Grpc(to, svc, m), Inbound::Grpc(svc2, m2)) => to == s.name && svc == *svc2 && m == *m2,
+                (Call::Http(to, m, r), Inbound::Http(m2, r2)) => to == s.name && m == *m2 && r == *r2,
+                _ => false,
+            })?;
+            Some((i, e))
+        })?;
+        let pods: Vec<usize> = (0..self.pods.len())
+            .filter(|p| self.pods[*p].service == service)
+            .collect();
+        Some((pods[self.rng.random_range(0..pods.len())], endpoint))
+    }
+
+    /// One trace from a frontend pod down through the services it calls.
+    fn trace(&mut self) {
+        // ~3,000 traces per second enter the mesh.
+        self.clock += lognormal_ns(&mut self.rng, 250.0, 1.0);
+        let frontends: Vec<usize> = (0..self.pods.len())
+            .filter(|p| self.pods[*p].service == 0)
+            .collect();
+        let pod = frontends[self.rng.random_range(0..frontends.len())];
+        let spec = &self.specs[0];
         let total: u32 = spec.endpoints.iter().map(|e| e.weight).sum();
         let mut pick = self.rng.random_range(0..total);
         let endpoint = spec
@@ -591,30 +617,65 @@ impl Mesh {
             })
             .unwrap_or(0);
         let trace_id: [u8; 16] = self.rng.random();
-        let server_id: [u8; 8] = self.rng.random();
-        // Only the frontend starts traces; everyone else has a remote parent.
-        let parent: Vec<u8> = if spec.name == "frontend" {
-            Vec::new()
-        } else {
-            self.rng.random::<[u8; 8]>().to_vec()
-        };
+        let session = self.session();
         let start = self.clock;
+        self.handle(pod, endpoint, trace_id, Vec::new(), start, &session);
+    }
+
+    /// `pod` handles a request at `endpoint`: the CLIENT spans of its calls (and,
+    /// recursively, what the callees do), then its SERVER span, each appended to
+    /// its pod's buffer as it ends. Returns the end time and whether it failed.
+    fn handle(
+        &mut self,
+        pod: usize,
+        endpoint: usize,
+        trace_id: [u8; 16],
+        parent: Vec<u8>,
+        start: u64,
+        session: &str,
+    ) -> (u64, bool) {
+        let specs = self.specs.clone();
+        let spec = &specs[self.pods[pod].service];
+        let server_id: [u8; 8] = self.rng.random();
         let mut t = start + lognormal_ns(&mut self.rng, 40.0, 0.5);
         let mut failed = false;
-        let calls = spec.endpoints[endpoint].calls;
-        for call in calls {
-            let duration = match call {
-                Call::Grpc(..) => lognormal_ns(&mut self.rng, 800.0, 0.9),
-                Call::Http(..) => lognormal_ns(&mut self.rng, 1500.0, 0.9),
-                Call::Sql(op, ..) => {
-                    lognormal_ns(&mut self.rng, if *op == "SELECT" { 900.0 } else { 2500.0 }, 0.8)
+        for call in spec.endpoints[endpoint].calls {
+            let client_id: [u8; 8] = self.rng.random();
+            let (end, callee_failed) = match self.callee(*call) {
+                Some((callee_pod, callee_endpoint)) => {
+                    let sent = t + lognormal_ns(&mut self.rng, 150.0, 0.5);
+                    let (end, f) = self.handle(
+                        callee_pod,
+                        callee_endpoint,
+                        trace_id,
+                        client_id.to_vec(),
+                        sent,
+                        session,
+                    );
+                    (end + lognormal_ns(&mut self.rng, 150.0, 0.5), Some(f))
                 }
-                Call::Redis(..) => lognormal_ns(&mut self.rng, 250.0, 0.6),
+                None => {
+                    let duration = match call {
+                        Call::Grpc(..) => lognormal_ns(&mut self.rng, 800.0, 0.9),
+                        Call::Http(..) => lognormal_ns(&mut self.rng, 1500.0, 0.9),
+                        Call::Sql(op, ..) => {
+                            lognormal_ns(&mut self.rng, if *op == "SELECT" { 900.0 } else { 2500.0 }, 0.8)
+                        }
+                        Call::Redis(..) => lognormal_ns(&mut self.rng, 250.0, 0.6),
+                    };
+                    (t + duration, None)
+                }
             };
-            let (scope, span, error) = self.client_span(*call, trace_id, server_id, t, t + duration);
+            let (scope, span, error) = self.client_span(
+                *call,
+                (trace_id, server_id, client_id),
+                (t, end),
+                callee_failed,
+                session,
+            );
             failed |= error;
-            out.push((scope, span));
-            t += duration + lognormal_ns(&mut self.rng, 30.0, 0.5);
+            self.buffers[pod].push((scope, span));
+            t = end + lognormal_ns(&mut self.rng, 30.0, 0.5);
         }
         let median = spec.endpoints[endpoint].median_us;
         let end = t + lognormal_ns(&mut self.rng, median, 0.7);
@@ -684,20 +745,20 @@ impl Mesh {
             }
         };
         if spec.name == "frontend" {
-            attributes.push(kv("session.id", self.session()));
+            attributes.push(kv("session.id", session));
         }
         let events = if error {
             vec![exception_event(end, status)]
         } else {
             Vec::new()
         };
-        out.push((
+        self.buffers[pod].push((
             scope,
             Span {
                 trace_id: trace_id.to_vec(),
                 span_id: server_id.to_vec(),
+                flags: if parent.is_empty() { 0x101 } else { 0x301 },
                 parent_span_id: parent,
-                flags: 0x301,
                 name,
                 kind: SpanKind::Server as i32,
                 start_time_unix_nano: start,
@@ -715,6 +776,7 @@ impl Mesh {
                 ..Default::default()
             },
         ));
+        (end, error)
     }
 
     /// A route with its parameters filled in.
@@ -730,14 +792,18 @@ impl Mesh {
     fn client_span(
         &mut self,
         call: Call,
-        trace_id: [u8; 16],
-        parent: [u8; 8],
-        start: u64,
-        end: u64,
+        (trace_id, parent, id): ([u8; 16], [u8; 8], [u8; 8]),
+        (start, end): (u64, u64),
+        callee_failed: Option<bool>,
+        session: &str,
     ) -> (Scope, Span, bool) {
         let (scope, name, attributes, error) = match call {
             Call::Grpc(to, svc, method) => {
-                let code = weighted(&mut self.rng, GRPC_CODES);
+                let code = match callee_failed {
+                    Some(true) => 13,
+                    Some(false) => 0,
+                    None => weighted(&mut self.rng, GRPC_CODES),
+                };
                 let port = self.port_of(to);
                 (
                     Scope::Grpc,
@@ -754,7 +820,11 @@ impl Mesh {
                 )
             }
             Call::Http(to, method, route) => {
-                let code = weighted(&mut self.rng, STATUS_CODES);
+                let code = match callee_failed {
+                    Some(true) => 500,
+                    Some(false) => 200,
+                    None => weighted(&mut self.rng, STATUS_CODES),
+                };
                 let port = self.port_of(to);
                 let path = self.path(route);
                 (
@@ -791,30 +861,27 @@ impl Mesh {
                 ],
                 self.rng.random_ratio(1, 500),
             ),
-            Call::Redis(command, prefix) => {
-                let session = self.session();
-                (
-                    Scope::Redis,
-                    command.to_string(),
-                    vec![
-                        kv("db.system", "redis"),
-                        kv("db.operation.name", command),
-                        kv("db.query.text", format!("{command} {prefix}:{session}")),
-                        kv_int("db.namespace", 0),
-                        kv(
-                            "server.address",
-                            format!("valkey-cart.{NAMESPACE}.svc.cluster.local"),
-                        ),
-                        kv_int("server.port", 6379),
-                        kv_bool("db.redis.cluster", false),
-                    ],
-                    self.rng.random_ratio(1, 1000),
-                )
-            }
+            Call::Redis(command, prefix) => (
+                Scope::Redis,
+                command.to_string(),
+                vec![
+                    kv("db.system", "redis"),
+                    kv("db.operation.name", command),
+                    kv("db.query.text", format!("{command} {prefix}:{session}")),
+                    kv_int("db.namespace", 0),
+                    kv(
+                        "server.address",
+                        format!("valkey-cart.{NAMESPACE}.svc.cluster.local"),
+                    ),
+                    kv_int("server.port", 6379),
+                    kv_bool("db.redis.cluster", false),
+                ],
+                self.rng.random_ratio(1, 1000),
+            ),
         };
         let span = Span {
             trace_id: trace_id.to_vec(),
-            span_id: self.rng.random::<[u8; 8]>().to_vec(),
+            span_id: id.to_vec(),
             parent_span_id: parent.to_vec(),
             flags: 0x101,
             name,
@@ -992,6 +1059,28 @@ mod tests {
                 .sum();
             assert_eq!(n, 30);
         }
+    }
+
+    #[test]
+    fn traces_cross_services() {
+        let mut m = Mesh::new(5);
+        let (mut clients, mut remote_parents) = (std::collections::HashSet::new(), Vec::new());
+        for _ in 0..40 {
+            let r = m.traces(100);
+            for s in r.resource_spans[0].scope_spans.iter().flat_map(|s| &s.spans) {
+                if s.kind == SpanKind::Client as i32 {
+                    clients.insert(s.span_id.clone());
+                } else if !s.parent_span_id.is_empty() {
+                    remote_parents.push(s.parent_span_id.clone());
+                }
+            }
+        }
+        let linked = remote_parents.iter().filter(|p| clients.contains(*p)).count();
+        assert!(
+            linked * 2 > remote_parents.len(),
+            "{linked} of {}",
+            remote_parents.len()
+        );
     }
 
     #[test]
