@@ -7,18 +7,26 @@
 //!
 //! ```text
 //! cargo bench -p weir-parquet --bench archive
-//! cargo bench -p weir-parquet --bench archive -- --requests 400 --rounds 5 --zstd-level 3 \
-//!     --batch-requests 80 --keep /tmp/archive-sample
+//! cargo bench -p weir-parquet --bench archive -- --data mesh --requests 400 --rounds 5 \
+//!     --zstd-level 3 --batch-requests 80 --keep /tmp/archive-sample
 //! ```
+//!
+//! `--data synthetic|mesh|both` (default both, one after the other in one run)
+//! picks the spans (`weir-spangen`): `synthetic` is the load generator's shape
+//! (random ids inside URLs and user ids: values that barely compress), `mesh` a
+//! Kubernetes service mesh (semantic-convention attributes, repeated routes and
+//! status codes, log-normal durations, one pod per request).
+//!
+//! The raw ArrowWriter baseline writes the record batches the exporter's
+//! conversion produced (already sorted), with the exporter's writer properties,
+//! to one file: it includes Parquet encoding, compression and the file write,
+//! and excludes reading OTLP, sorting and partitioning.
 //!
 //! Wall times are the best round; CPU times are the whole process's (all
 //! threads) over all rounds, from /proc/self/stat, so they hold up when other
 //! processes compete for the cores.
 //!
-//! Spans are shaped like weir's load generator's: ~700 bytes of OTLP each, 10
-//! string attributes with the repetitive values real telemetry has, random ids,
-//! 100 spans per request, 7 resource attributes. The exporter receives batches
-//! of 8,000 spans (80 requests concatenated, as weir's export stage batches them
+//! Requests hold 100 spans. The exporter receives batches of 8,000 spans (80 requests concatenated, as weir's export stage batches them
 //! with its default `max_items = 8192`), or of 100 spans with `--batch-requests 1`.
 
 use std::path::Path;
@@ -28,22 +36,19 @@ use arrow_array::RecordBatch;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
 use parquet::arrow::ArrowWriter;
+use parquet::file::reader::{FileReader, SerializedFileReader};
 use prost::Message;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use weir_parquet::writer::{FileSettings, properties};
-use weir_parquet::{ParquetArchive, ParquetExporterConfig, convert, schema};
+use weir_parquet::{ParquetArchive, ParquetExporterConfig, schema};
 use weir_pipeline::{Batch, Exporter, Metrics, Signal};
 
 const SPANS_PER_REQUEST: usize = 100;
-/// 2025-01-02T03:30:00Z: every generated span starts in the minute after it.
-const T0: u64 = 1_735_788_600_000_000_000;
 
 struct Args {
+    data: Vec<&'static str>,
     keep: Option<std::path::PathBuf>,
     requests: usize,
     rounds: usize,
@@ -53,6 +58,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
+        data: vec!["synthetic", "mesh"],
         keep: None,
         requests: 1000,
         rounds: 7,
@@ -62,6 +68,17 @@ fn args() -> Args {
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < argv.len() {
+        if argv[i] == "--data"
+            && let Some(d) = argv.get(i + 1)
+        {
+            a.data = match d.as_str() {
+                "synthetic" => vec!["synthetic"],
+                "mesh" => vec!["mesh"],
+                _ => vec!["synthetic", "mesh"],
+            };
+            i += 2;
+            continue;
+        }
         if argv[i] == "--keep"
             && let Some(dir) = argv.get(i + 1)
         {
@@ -83,133 +100,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-fn kv(key: &str, value: impl Into<String>) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-const SERVICES: &[&str] = &["checkout", "cart", "payment", "inventory", "shipping", "frontend"];
-const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE"];
-const ROUTES: &[&str] = &[
-    "/api/v1/orders/{order_id}/items",
-    "/api/v1/carts/{cart_id}",
-    "/api/v1/payments/{payment_id}/capture",
-    "/api/v1/products/{sku}/stock",
-    "/api/v1/shipments/{shipment_id}/labels",
-];
-const AGENTS: &[&str] = &[
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
-    "okhttp/4.12.0",
-    "python-requests/2.32.3",
-];
-
-/// One request of realistic spans (the shape of bench/loadgen's).
-fn request(rng: &mut StdRng, index: usize) -> ExportTraceServiceRequest {
-    let service = SERVICES[index % SERVICES.len()];
-    let instance: [u8; 16] = rng.random();
-    let resource = Resource {
-        attributes: vec![
-            kv("service.name", format!("{service}-service")),
-            kv("service.version", format!("1.{}.{}", index % 7, index % 13)),
-            kv("service.instance.id", hex(&instance)),
-            kv(
-                "host.name",
-                format!("ip-10-42-{}-{}.ec2.internal", index % 16, index % 250),
-            ),
-            kv("deployment.environment.name", "production"),
-            kv("telemetry.sdk.language", "rust"),
-            kv("telemetry.sdk.name", "opentelemetry"),
-        ],
-        ..Default::default()
-    };
-    let mut trace_id = [0u8; 16];
-    let mut root_id = [0u8; 8];
-    let spans = (0..SPANS_PER_REQUEST)
-        .map(|i| {
-            let is_root = i % 10 == 0;
-            if is_root {
-                trace_id = rng.random();
-                root_id = rng.random();
-            }
-            let span_id: [u8; 8] = if is_root { root_id } else { rng.random() };
-            let method = METHODS[rng.random_range(0..METHODS.len())];
-            let route = ROUTES[rng.random_range(0..ROUTES.len())];
-            let id: u32 = rng.random();
-            let path = route.split('{').next().unwrap_or(route);
-            let start = T0 + rng.random_range(1_000_000..60_000_000_000);
-            let status_code = if rng.random_ratio(1, 50) { "503" } else { "200" };
-            Span {
-                trace_id: trace_id.to_vec(),
-                span_id: span_id.to_vec(),
-                parent_span_id: if is_root { Vec::new() } else { root_id.to_vec() },
-                flags: 0x301,
-                name: format!("{method} {route}"),
-                kind: if is_root {
-                    span::SpanKind::Server
-                } else if rng.random_bool(0.5) {
-                    span::SpanKind::Client
-                } else {
-                    span::SpanKind::Internal
-                } as i32,
-                start_time_unix_nano: start,
-                end_time_unix_nano: start + rng.random_range(50_000..900_000_000),
-                attributes: vec![
-                    kv("http.request.method", method),
-                    kv("http.route", route),
-                    kv(
-                        "url.full",
-                        format!(
-                            "https://shop-frontend.prod.example.com{path}{id:08x}?page={}&limit=50&sort=created_at&order=desc&currency=EUR&locale=en-US",
-                            id % 9
-                        ),
-                    ),
-                    kv("url.scheme", "https"),
-                    kv("server.address", "shop-frontend.prod.example.com"),
-                    kv("network.peer.address", format!("10.42.{}.{}", id % 256, (id >> 8) % 256)),
-                    kv("user_agent.original", AGENTS[rng.random_range(0..AGENTS.len())]),
-                    kv("http.response.status_code", status_code),
-                    kv("code.function.name", "com.example.shop.api.RequestHandler.handle"),
-                    kv("enduser.id", format!("user-{:08x}-{:08x}", id, id.rotate_left(13))),
-                ],
-                status: Some(Status {
-                    code: if status_code == "200" {
-                        status::StatusCode::Unset
-                    } else {
-                        status::StatusCode::Error
-                    } as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "io.opentelemetry.instrumentation.http".to_owned(),
-                    version: "2.6.0".to_owned(),
-                    ..Default::default()
-                }),
-                spans,
-                schema_url: "https://opentelemetry.io/schemas/1.26.0".to_owned(),
-            }],
-            schema_url: "https://opentelemetry.io/schemas/1.26.0".to_owned(),
-        }],
-    }
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -330,12 +220,61 @@ fn zstd_bytes(payloads: &[Bytes], level: i32) -> usize {
         .sum()
 }
 
+/// The requests of one data set, encoded.
+fn generate(data: &str, requests: usize) -> Vec<Bytes> {
+    let encode = |r: ExportTraceServiceRequest| Bytes::from(r.encode_to_vec());
+    match data {
+        "mesh" => {
+            let mut mesh = weir_spangen::Mesh::new(7);
+            (0..requests).map(|_| encode(mesh.traces(SPANS_PER_REQUEST))).collect()
+        }
+        _ => {
+            let mut rng = StdRng::seed_from_u64(7);
+            (0..requests)
+                .map(|i| encode(weir_spangen::synthetic::request(&mut rng, i, SPANS_PER_REQUEST)))
+                .collect()
+        }
+    }
+}
+
+/// Compressed bytes per top-level column of a Parquet file, largest first.
+fn column_sizes(file: Bytes) -> Vec<(String, i64)> {
+    let Ok(reader) = SerializedFileReader::new(file) else {
+        return Vec::new();
+    };
+    let mut sizes: Vec<(String, i64)> = Vec::new();
+    for rg in reader.metadata().row_groups() {
+        for c in rg.columns() {
+            let top = c.column_path().parts()[0].clone();
+            match sizes.iter_mut().find(|(n, _)| *n == top) {
+                Some((_, s)) => *s += c.compressed_size(),
+                None => sizes.push((top, c.compressed_size())),
+            }
+        }
+    }
+    sizes.sort_by_key(|(_, s)| -s);
+    sizes
+}
+
+/// The prebuilt batches as one Parquet file in memory, for the column breakdown.
+fn encode_in_memory(batches: &[RecordBatch], zstd_level: i32) -> Bytes {
+    let props = properties(Signal::Traces, &settings(zstd_level), "bench");
+    let mut w = ArrowWriter::try_new(Vec::new(), schema::spans(), Some(props)).expect("writer");
+    for b in batches {
+        w.write(b).expect("write");
+    }
+    Bytes::from(w.into_inner().expect("close"))
+}
+
 fn main() {
     let a = args();
-    let mut rng = StdRng::seed_from_u64(7);
-    let requests: Vec<Bytes> = (0..a.requests)
-        .map(|i| Bytes::from(request(&mut rng, i).encode_to_vec()))
-        .collect();
+    for data in &a.data {
+        run(&a, data);
+    }
+}
+
+fn run(a: &Args, data: &str) {
+    let requests = generate(data, a.requests);
     let spans = a.requests * SPANS_PER_REQUEST;
     let proto_bytes: usize = requests.iter().map(Bytes::len).sum();
     let batches: Vec<Batch> = requests
@@ -348,12 +287,15 @@ fn main() {
             Batch::concat(Signal::Traces, &parts)
         })
         .collect();
+    // What the exporter hands its writer: converted, sorted, split by partition.
     let prebuilt: Vec<RecordBatch> = batches
         .iter()
-        .map(|b| {
-            convert::convert(Signal::Traces, &b.payload, b.items)
-                .expect("convert")
-                .batch
+        .flat_map(|b| {
+            weir_parquet::prepare(Signal::Traces, &b.payload, b.items, false)
+                .expect("prepare")
+                .0
+                .into_iter()
+                .map(|(_, batch)| batch)
         })
         .collect();
 
@@ -390,7 +332,7 @@ fn main() {
         conc.run(|| exporter_run(&rt, &tmp.path().join("conc"), &batches, 4, a.zstd_level));
     }
     if let Some(keep) = &a.keep {
-        exporter_run(&rt, keep, &batches, 1, a.zstd_level);
+        exporter_run(&rt, &keep.join(data), &batches, 1, a.zstd_level);
     }
 
     let total = (spans * a.rounds) as f64;
@@ -403,7 +345,7 @@ fn main() {
     let per_span = |b: usize| b as f64 / spans as f64;
     let archive_per_span = archive_size as f64 / spans as f64;
 
-    println!("weir-parquet archive benchmark (cargo bench -p weir-parquet --bench archive)");
+    println!("weir-parquet archive benchmark (cargo bench -p weir-parquet --bench archive), data: {data}");
     println!(
         "  input: {} requests x {SPANS_PER_REQUEST} spans = {spans} spans, {:.0} bytes/span as OTLP protobuf; \
          exporter batches of {} spans; zstd level {}; {} rounds",
@@ -463,6 +405,10 @@ fn main() {
         "    arrow-rs ArrowWriter file (same rows)          {:>6.1}",
         raw_size as f64 / spans as f64
     );
+    println!("  bytes/span by column (the raw file; top 12):");
+    for (name, size) in column_sizes(encode_in_memory(&prebuilt, a.zstd_level)).iter().take(12) {
+        println!("    {name:<30} {:>6.2}", *size as f64 / spans as f64);
+    }
     if let Some(keep) = &a.keep {
         println!("  archive kept in {}", keep.display());
     }
