@@ -28,14 +28,7 @@ pub fn properties(signal: Signal, s: &FileSettings, instance: &str) -> WriterPro
             KeyValue::new(INSTANCE_KEY.to_string(), instance.to_string()),
         ]));
     let unique: &[&str] = match signal {
-        Signal::Traces => &[
-            "Timestamp",
-            "EndTimestamp",
-            "Duration",
-            "TraceId",
-            "SpanId",
-            "ParentSpanId",
-        ],
+        Signal::Traces => &["Timestamp", "Duration", "TraceId", "SpanId", "ParentSpanId"],
         _ => &["Timestamp", "ObservedTimestamp", "TraceId", "SpanId"],
     };
     for col in unique {

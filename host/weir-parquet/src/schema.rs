@@ -14,7 +14,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use weir_pipeline::Signal;
 
 /// The schema version written into every file.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 /// Parquet key-value metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "weir.archive.schema_version";
 /// Parquet key-value metadata key holding the signal (`traces` or `logs`).
@@ -89,7 +89,9 @@ fn resource_and_scope() -> Vec<Field> {
 static SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![
         Field::new("Timestamp", timestamp_type(), false),
-        Field::new("EndTimestamp", timestamp_type(), false),
+        // End time = Timestamp + Duration (exactly: both come from u64 nanoseconds
+        // clamped to i64). Version 1 also had it as `EndTimestamp`: 4–5 bytes a
+        // span for a column that says nothing new.
         Field::new("Duration", DataType::Int64, false),
         Field::new("TraceId", DataType::FixedSizeBinary(TRACE_ID_LEN), false),
         Field::new("SpanId", DataType::FixedSizeBinary(SPAN_ID_LEN), false),
@@ -164,7 +166,6 @@ mod tests {
             names(&spans()),
             [
                 "Timestamp",
-                "EndTimestamp",
                 "Duration",
                 "TraceId",
                 "SpanId",
@@ -190,7 +191,7 @@ mod tests {
                 "ScopeSchemaUrl",
             ]
         );
-        assert_eq!(SCHEMA_VERSION, "1");
+        assert_eq!(SCHEMA_VERSION, "2");
     }
 
     #[test]

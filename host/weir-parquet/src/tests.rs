@@ -404,7 +404,7 @@ async fn object_store_objects_appear_only_when_complete() {
             .await
             .expect("bytes");
         let (batches, version) = read(bytes);
-        assert_eq!(version.as_deref(), Some("1"));
+        assert_eq!(version.as_deref(), Some(schema::SCHEMA_VERSION));
         rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
     }
     assert_eq!(rows, 25);

@@ -147,7 +147,7 @@ fn render_attributes(
 }
 
 /// A resource and a scope, pre-rendered once for all the rows they apply to.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Context {
     service_name: Option<String>,
     resource_attributes: Rendered,
@@ -175,6 +175,20 @@ impl Context {
             resource_schema_url: schema_url.to_string(),
             ..Context::default()
         })
+    }
+
+    /// The archive's row order of resources: by service name (a missing one
+    /// last), then the other attributes and the schema url.
+    pub fn resource_order(&self, other: &Context) -> std::cmp::Ordering {
+        fn key(c: &Context) -> (bool, Option<&str>, &Rendered, &str) {
+            (
+                c.service_name.is_none(),
+                c.service_name.as_deref(),
+                &c.resource_attributes,
+                c.resource_schema_url.as_str(),
+            )
+        }
+        key(self).cmp(&key(other))
     }
 
     /// Sets the scope from an encoded `InstrumentationScope` and its `Scope{Spans,Logs}.schema_url`.

@@ -168,7 +168,6 @@ impl Links {
 
 struct SpanColumns {
     start: TimestampNanosecondBuilder,
-    end: TimestampNanosecondBuilder,
     duration: Int64Builder,
     trace_id: FixedSizeBinaryBuilder,
     span_id: FixedSizeBinaryBuilder,
@@ -192,7 +191,6 @@ impl SpanColumns {
     fn with_capacity(n: usize) -> Self {
         SpanColumns {
             start: timestamps(n),
-            end: timestamps(n),
             duration: Int64Builder::with_capacity(n),
             trace_id: FixedSizeBinaryBuilder::with_capacity(n, TRACE_ID_LEN),
             span_id: FixedSizeBinaryBuilder::with_capacity(n, SPAN_ID_LEN),
@@ -218,7 +216,6 @@ impl SpanColumns {
         let start = nanos(s.start);
         let end = nanos(s.end);
         self.start.append_value(start);
-        self.end.append_value(end);
         self.duration.append_value(end.saturating_sub(start));
         self.trace_id.append_value(s.trace_id)?;
         self.span_id.append_value(s.span_id)?;
@@ -251,7 +248,6 @@ impl SpanColumns {
     fn finish(mut self) -> Result<RecordBatch, ArrowError> {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.start.finish()),
-            Arc::new(self.end.finish()),
             Arc::new(self.duration.finish()),
             Arc::new(self.trace_id.finish()),
             Arc::new(self.span_id.finish()),
@@ -274,32 +270,131 @@ impl SpanColumns {
     }
 }
 
-/// Converts every span of an encoded request with valid ids; the others are
-/// counted in the result's `rejected`. `items` sizes the builders.
-pub fn convert(payload: &[u8], items: usize) -> Result<Converted, ConvertError> {
-    let mut cols = SpanColumns::with_capacity(items);
-    let mut rejected = Rejected::default();
-    let mut span = SpanRef::default();
-    for f in Reader::new(payload) {
-        let (1, Field::Bytes(rs)) = f? else { continue };
-        let rs = ResourceParts::parse(rs)?;
-        let mut context = Context::resource(rs.resource, rs.schema_url)?;
-        for ss in rs.scopes {
-            let ss = ScopeParts::parse(ss)?;
-            context.set_scope(ss.scope, ss.schema_url)?;
-            for s in ss.items {
-                span.read(s)?;
-                if let Some(why) = span.invalid_ids() {
-                    rejected.add(why);
-                    continue;
-                }
-                cols.push(&span)?;
-                cols.context.push(&context);
-            }
+/// One span located on the wire, with its sort key.
+struct Located<'a> {
+    /// Rank of the span's resource: by service name (missing last), then the
+    /// other resource attributes.
+    resource: u32,
+    trace_id: &'a [u8],
+    start: u64,
+    context: u32,
+    span: &'a [u8],
+}
+
+/// The spans of an encoded request located and sorted by (service, resource,
+/// trace id, start time), not yet converted. Neighbouring rows then share their
+/// service and process's resource columns (in runs), a trace's ids and nearby
+/// start times, which is what Parquet's encodings and zstd compress best. The
+/// resource comes before the trace id because interleaving the pods of one
+/// service breaks the resource columns' runs, which costs more than keeping a
+/// trace's spans from different pods of one service apart saves
+/// (docs/benchmarks.md, section 3).
+pub struct SortedSpans<'a> {
+    contexts: Vec<Context>,
+    rows: Vec<Located<'a>>,
+}
+
+/// The trace id and start time of an encoded span (a quick pass over its fields).
+fn sort_key(span: &[u8]) -> Result<(&[u8], u64), WireError> {
+    let (mut trace_id, mut start): (&[u8], u64) = (&[], 0);
+    for f in Reader::new(span) {
+        match f? {
+            (1, v) => trace_id = v.bytes(),
+            (7, v) => start = v.fixed64(),
+            _ => {}
         }
     }
-    Ok(Converted {
-        batch: cols.finish()?,
-        rejected,
-    })
+    Ok((trace_id, start))
+}
+
+/// Ranks of `resources` in sort order; equal resources get equal ranks.
+fn resource_ranks(resources: &[Context]) -> Vec<u32> {
+    let mut order: Vec<usize> = (0..resources.len()).collect();
+    order.sort_by(|a, b| resources[*a].resource_order(&resources[*b]));
+    let mut ranks = vec![0u32; resources.len()];
+    let mut rank = 0u32;
+    for (i, pos) in order.iter().enumerate() {
+        if i > 0 && resources[order[i - 1]].resource_order(&resources[*pos]).is_ne() {
+            rank += 1;
+        }
+        ranks[*pos] = rank;
+    }
+    ranks
+}
+
+impl<'a> SortedSpans<'a> {
+    /// Locates every span of `payload` and sorts them.
+    pub fn scan(payload: &'a [u8], items: usize) -> Result<Self, ConvertError> {
+        let mut resources = Vec::new();
+        let mut contexts = Vec::new();
+        let mut rows = Vec::with_capacity(items);
+        for f in Reader::new(payload) {
+            let (1, Field::Bytes(rs)) = f? else { continue };
+            let rs = ResourceParts::parse(rs)?;
+            let resource = Context::resource(rs.resource, rs.schema_url)?;
+            let resource_index = u32::try_from(resources.len()).unwrap_or(u32::MAX);
+            for ss in rs.scopes {
+                let ss = ScopeParts::parse(ss)?;
+                let mut context = resource.clone();
+                context.set_scope(ss.scope, ss.schema_url)?;
+                let index = u32::try_from(contexts.len()).unwrap_or(u32::MAX);
+                contexts.push(context);
+                for span in ss.items {
+                    let (trace_id, start) = sort_key(span)?;
+                    rows.push(Located {
+                        resource: resource_index,
+                        trace_id,
+                        start,
+                        context: index,
+                        span,
+                    });
+                }
+            }
+            resources.push(resource);
+        }
+        let ranks = resource_ranks(&resources);
+        for row in &mut rows {
+            row.resource = ranks.get(row.resource as usize).copied().unwrap_or(u32::MAX);
+        }
+        // Stable: spans with equal keys keep the order they came in.
+        rows.sort_by(|a, b| (a.resource, a.trace_id, a.start).cmp(&(b.resource, b.trace_id, b.start)));
+        Ok(SortedSpans { contexts, rows })
+    }
+
+    /// How many spans were located (valid or not).
+    pub fn count(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Converts the sorted spans `range` with valid ids; the others are counted
+    /// in the result's `rejected`.
+    pub fn convert(&self, range: std::ops::Range<usize>) -> Result<Converted, ConvertError> {
+        let rows = self.rows.get(range).unwrap_or_default();
+        let mut cols = SpanColumns::with_capacity(rows.len());
+        let mut rejected = Rejected::default();
+        let mut span = SpanRef::default();
+        for row in rows {
+            span.read(row.span)?;
+            if let Some(why) = span.invalid_ids() {
+                rejected.add(why);
+                continue;
+            }
+            cols.push(&span)?;
+            if let Some(context) = self.contexts.get(row.context as usize) {
+                cols.context.push(context);
+            }
+        }
+        Ok(Converted {
+            batch: cols.finish()?,
+            rejected,
+        })
+    }
+}
+
+/// Converts every span of an encoded request with valid ids, sorted by
+/// (service, trace id, start time); the others are counted in the result's
+/// `rejected`. `items` sizes the builders.
+pub fn convert(payload: &[u8], items: usize) -> Result<Converted, ConvertError> {
+    let sorted = SortedSpans::scan(payload, items)?;
+    sorted.convert(0..sorted.count())
 }

@@ -272,10 +272,6 @@ fn check_spans(b: &RecordBatch) {
     let t0 = T0 as i64;
     assert_eq!(times(b, "Timestamp"), [Some(t0), Some(t0 + 100), Some(0)]);
     assert_eq!(
-        times(b, "EndTimestamp"),
-        [Some(t0 + 1_500_000), Some(t0 + 50), Some(0)]
-    );
-    assert_eq!(
         col(b, "Duration").as_primitive::<Int64Type>().values().to_vec(),
         [1_500_000, -50, 0]
     );
@@ -538,4 +534,130 @@ fn parquet_round_trip_keeps_rows_and_metadata() {
     let back = arrow_select::concat::concat_batches(&schema::spans(), &batches).expect("concat");
     assert_eq!(back.schema(), schema::spans());
     check_spans(&back);
+}
+
+/// A request whose spans arrive out of (service, trace, start) order: two
+/// resources, the later-sorting service first, traces and starts interleaved.
+fn shuffled_traces() -> ExportTraceServiceRequest {
+    let span = |trace: u8, id: u8, start: u64| Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        start_time_unix_nano: T0 + start,
+        end_time_unix_nano: T0 + start + 1_000 * u64::from(id),
+        ..Default::default()
+    };
+    let resource = |service: &str, spans: Vec<Span>| ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", s(service))],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    ExportTraceServiceRequest {
+        resource_spans: vec![
+            resource("web", vec![span(9, 1, 50), span(2, 2, 70), span(9, 3, 10)]),
+            ResourceSpans {
+                resource: None,
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span(1, 4, 0)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            resource("api", vec![span(7, 5, 30), span(7, 6, 20), span(3, 7, 99)]),
+        ],
+    }
+}
+
+#[test]
+fn spans_come_out_sorted_by_service_trace_and_start() {
+    let payload = shuffled_traces().encode_to_vec();
+    let b = convert(Signal::Traces, &payload, 7).expect("convert").batch;
+    // api (trace 3, then trace 7 by start), web (trace 2, then 9 by start), no service last.
+    let first_bytes: Vec<u8> = ids(&b, "SpanId")
+        .iter()
+        .map(|id| id.as_ref().map_or(0, |v| v[0]))
+        .collect();
+    assert_eq!(first_bytes, [7, 6, 5, 2, 3, 1, 4]);
+    assert_eq!(
+        strs(&b, "ServiceName"),
+        [
+            Some("api"),
+            Some("api"),
+            Some("api"),
+            Some("web"),
+            Some("web"),
+            Some("web"),
+            None
+        ]
+        .map(|s| s.map(str::to_string))
+    );
+    let t0 = T0 as i64;
+    assert_eq!(
+        times(&b, "Timestamp"),
+        [99, 20, 30, 70, 10, 50, 0].map(|t| Some(t0 + t))
+    );
+    // Durations travel with their rows (end time = Timestamp + Duration).
+    let durations = col(&b, "Duration").as_primitive::<Int64Type>().values().to_vec();
+    assert_eq!(
+        durations,
+        first_bytes
+            .iter()
+            .map(|id| 1_000 * i64::from(*id))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn sorting_keeps_every_span_once() {
+    let payload = shuffled_traces().encode_to_vec();
+    let sorted = spans::SortedSpans::scan(&payload, 7).expect("scan");
+    assert_eq!(sorted.count(), 7);
+    // Converting in two parts gives the same rows as one.
+    let whole = sorted.convert(0..7).expect("convert").batch;
+    let a = sorted.convert(0..3).expect("convert").batch;
+    let b = sorted.convert(3..7).expect("convert").batch;
+    assert_eq!(ids(&whole, "SpanId")[..3], ids(&a, "SpanId")[..]);
+    assert_eq!(ids(&whole, "SpanId")[3..], ids(&b, "SpanId")[..]);
+}
+
+#[test]
+fn equal_resources_sort_together_and_by_trace() {
+    // Two requests of one pod (equal resources) and one of another pod of the
+    // same service: the first pod's spans merge and sort by trace.
+    let span = |trace: u8, id: u8| Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        ..Default::default()
+    };
+    let pod = |name: &str, spans: Vec<Span>| ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", s("cart")), kv("k8s.pod.name", s(name))],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![
+            pod("cart-a", vec![span(5, 1)]),
+            pod("cart-b", vec![span(1, 2)]),
+            pod("cart-a", vec![span(3, 3)]),
+        ],
+    };
+    let b = convert(Signal::Traces, &request.encode_to_vec(), 3)
+        .expect("convert")
+        .batch;
+    let order: Vec<u8> = ids(&b, "SpanId")
+        .iter()
+        .map(|id| id.as_ref().map_or(0, |v| v[0]))
+        .collect();
+    assert_eq!(order, [3, 1, 2]);
 }
