@@ -121,6 +121,41 @@ impl ParquetArchive {
     }
 }
 
+/// Rows per record batch the converter hands the writer: small enough that
+/// encoding the first chunk starts soon after a batch arrives (conversion and
+/// encoding overlap, on two threads), large enough that per-write costs vanish.
+pub const CHUNK_ROWS: usize = 1024;
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Like [`prepare`], chunk by chunk: each chunk of at most `chunk_rows` rows is
+/// split by partition and handed to `emit` as soon as it is converted.
+pub fn prepare_chunks(
+    signal: Signal,
+    payload: &[u8],
+    items: usize,
+    by_service: bool,
+    chunk_rows: usize,
+    mut emit: impl FnMut(Parts, Rejected) -> bool,
+) -> Result<(), ConvertError> {
+    let now = now_nanos();
+    let mut split_error = None;
+    convert::convert_chunks(signal, payload, items, chunk_rows, |c| {
+        match partition::split(signal, c.batch, by_service, now) {
+            Ok(parts) => emit(parts, c.rejected),
+            Err(e) => {
+                split_error = Some(e);
+                false
+            }
+        }
+    })?;
+    split_error.map_or(Ok(()), |e| Err(ConvertError::Arrow(e)))
+}
+
 /// Decodes and converts one batch, split by partition (runs on a blocking thread).
 pub fn prepare(
     signal: Signal,
@@ -129,10 +164,7 @@ pub fn prepare(
     by_service: bool,
 ) -> Result<(Parts, Rejected), ConvertError> {
     let converted = convert::convert(signal, payload, items)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    let parts = partition::split(signal, converted.batch, by_service, now)?;
+    let parts = partition::split(signal, converted.batch, by_service, now_nanos())?;
     Ok((parts, converted.rejected))
 }
 
@@ -147,39 +179,77 @@ impl Exporter for ParquetArchive {
             }
             let (payload, items) = (batch.payload.clone(), batch.items);
             let by_service = self.by_service;
-            let (parts, rejected) =
-                tokio::task::spawn_blocking(move || prepare(signal, &payload, items, by_service))
-                    .await
-                    .map_err(|e| ExportError::retryable(format!("archive conversion failed: {e}")))?
-                    .map_err(|e| ExportError::permanent(e.to_string()))?;
-            let rows: usize = parts.iter().map(|(_, b)| b.num_rows()).sum();
-            if rows > 0 {
-                let stopped = |_| ExportError::retryable(ArchiveError::Stopped.to_string());
+            // Conversion runs chunk by chunk on a blocking thread while the writer
+            // task encodes the chunks already converted.
+            let (chunks_tx, mut chunks) = mpsc::channel::<(Parts, Rejected)>(2);
+            let converting = tokio::task::spawn_blocking(move || {
+                prepare_chunks(
+                    signal,
+                    &payload,
+                    items,
+                    by_service,
+                    CHUNK_ROWS,
+                    |parts, rejected| chunks_tx.blocking_send((parts, rejected)).is_ok(),
+                )
+            });
+            let stopped = || ExportError::retryable(ArchiveError::Stopped.to_string());
+            let mut rejected = Rejected::default();
+            let mut pending = Vec::new();
+            while let Some((parts, r)) = chunks.recv().await {
+                rejected.merge(r);
+                let rows: usize = parts.iter().map(|(_, b)| b.num_rows()).sum();
+                if rows == 0 {
+                    continue;
+                }
                 let (reply, answer) = oneshot::channel();
-                self.tx
-                    .send(Command::Write {
-                        signal,
-                        parts,
-                        rows,
-                        reply,
-                    })
-                    .await
-                    .map_err(|_| ExportError::retryable(ArchiveError::Stopped.to_string()))?;
-                answer
-                    .await
-                    .map_err(stopped)?
-                    .map_err(|e| ExportError::retryable(e.to_string()))?;
+                let write = Command::Write {
+                    signal,
+                    parts,
+                    rows,
+                    reply,
+                };
+                self.tx.send(write).await.map_err(|_| stopped())?;
+                pending.push((rows, answer));
             }
-            Ok(ExportOutcome {
-                rejected: rejected.count,
-                message: rejected.reason.map(|why| {
-                    format!(
-                        "{} {} not archived: {why}",
-                        rejected.count,
-                        signal.item_noun().replace('_', " ")
-                    )
+            let converted = converting
+                .await
+                .map_err(|e| ExportError::retryable(format!("archive conversion failed: {e}")))?;
+            // Every chunk sent is waited for, to know what was stored.
+            let mut written = 0;
+            let mut write_error = None;
+            for (rows, answer) in pending {
+                match answer.await {
+                    Ok(Ok(())) => written += rows,
+                    Ok(Err(e)) => {
+                        write_error.get_or_insert_with(|| ExportError::retryable(e.to_string()));
+                    }
+                    Err(_) => {
+                        write_error.get_or_insert_with(stopped);
+                    }
+                }
+            }
+            if let Some(e) = write_error {
+                return Err(e);
+            }
+            let noun = signal.item_noun().replace('_', " ");
+            match converted {
+                Ok(()) => Ok(ExportOutcome {
+                    rejected: rejected.count,
+                    message: rejected
+                        .reason
+                        .map(|why| format!("{} {noun} not archived: {why}", rejected.count)),
                 }),
-            })
+                // Nothing stored: the whole batch is refused, as it cannot be stored.
+                Err(e) if written == 0 => Err(ExportError::permanent(e.to_string())),
+                // Chunks before the malformed part are stored; the rest are not.
+                Err(e) => {
+                    let lost = items.saturating_sub(written);
+                    Ok(ExportOutcome {
+                        rejected: lost,
+                        message: Some(format!("{lost} {noun} not archived: {e}")),
+                    })
+                }
+            }
         })
     }
 

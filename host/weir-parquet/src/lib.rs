@@ -33,6 +33,6 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use archive::{ParquetArchive, prepare};
+pub use archive::{CHUNK_ROWS, ParquetArchive, prepare, prepare_chunks};
 pub use config::ParquetExporterConfig;
 pub use error::{ArchiveError, BuildError};

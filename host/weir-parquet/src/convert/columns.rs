@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{ArrayBuilder, StringBuilder, TimestampNanosecondBuilder};
-use arrow_array::{ArrayRef, MapArray, StructArray};
-use arrow_buffer::OffsetBuffer;
+use arrow_array::{ArrayRef, MapArray, StringArray, StructArray};
+use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType};
 
 use super::render::AnyRef;
@@ -84,12 +84,6 @@ impl MapColumn {
         Ok(())
     }
 
-    /// Adds an already rendered entry to the current row.
-    pub fn push_rendered(&mut self, key: &str, value: Option<&str>) {
-        self.keys.append_value(key);
-        self.values.append_option(value);
-    }
-
     /// Closes the current row.
     pub fn end_row(&mut self) {
         self.offsets.push(offset(self.keys.len()));
@@ -146,15 +140,116 @@ fn render_attributes(
     Ok(out)
 }
 
+/// Rendered attributes laid out as a map column stores one row (key bytes,
+/// value bytes, their end offsets), so repeating them on every row of their
+/// resource or scope is a few bulk copies instead of a push per entry.
+#[derive(Default, Clone)]
+pub struct MapRow {
+    keys: Vec<u8>,
+    key_ends: Vec<i32>,
+    values: Vec<u8>,
+    value_ends: Vec<i32>,
+    value_valid: Vec<bool>,
+}
+
+impl MapRow {
+    fn new(entries: &Rendered) -> MapRow {
+        let mut row = MapRow::default();
+        for (k, v) in entries {
+            row.keys.extend_from_slice(k.as_bytes());
+            row.key_ends.push(offset(row.keys.len()));
+            row.values
+                .extend_from_slice(v.as_deref().unwrap_or_default().as_bytes());
+            row.value_ends.push(offset(row.values.len()));
+            row.value_valid.push(v.is_some());
+        }
+        row
+    }
+}
+
+/// A map column whose rows are whole [`MapRow`]s.
+pub struct RepeatedMapColumn {
+    rows: usize,
+    keys: Vec<u8>,
+    key_offsets: Vec<i32>,
+    values: Vec<u8>,
+    value_offsets: Vec<i32>,
+    value_valid: BooleanBufferBuilder,
+    entry_offsets: Vec<i32>,
+}
+
+impl RepeatedMapColumn {
+    pub fn with_capacity(rows: usize) -> Self {
+        RepeatedMapColumn {
+            rows,
+            keys: Vec::new(),
+            key_offsets: vec![0],
+            values: Vec::new(),
+            value_offsets: vec![0],
+            value_valid: BooleanBufferBuilder::new(0),
+            entry_offsets: {
+                let mut v = Vec::with_capacity(rows + 1);
+                v.push(0);
+                v
+            },
+        }
+    }
+
+    pub fn push(&mut self, row: &MapRow) {
+        if self.keys.is_empty() {
+            // Sized by the first row: rows of one batch mostly share a resource.
+            self.keys.reserve(self.rows * row.keys.len());
+            self.values.reserve(self.rows * row.values.len());
+            self.key_offsets.reserve(self.rows * row.key_ends.len());
+            self.value_offsets.reserve(self.rows * row.value_ends.len());
+        }
+        let base = offset(self.keys.len());
+        self.keys.extend_from_slice(&row.keys);
+        self.key_offsets.extend(row.key_ends.iter().map(|e| base + e));
+        let base = offset(self.values.len());
+        self.values.extend_from_slice(&row.values);
+        self.value_offsets.extend(row.value_ends.iter().map(|e| base + e));
+        self.value_valid.append_slice(&row.value_valid);
+        self.entry_offsets.push(offset(self.key_offsets.len() - 1));
+    }
+
+    pub fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
+        let DataType::Struct(fields) = schema::map_entries().data_type().clone() else {
+            return Err(ArrowError::SchemaError("map entries must be a struct".into()));
+        };
+        let strings = |offsets: &mut Vec<i32>, bytes: &mut Vec<u8>, nulls: Option<NullBuffer>| {
+            let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(offsets, vec![0])));
+            StringArray::try_new(offsets, Buffer::from_vec(std::mem::take(bytes)), nulls)
+        };
+        let nulls = NullBuffer::new(self.value_valid.finish());
+        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        let keys: ArrayRef = Arc::new(strings(&mut self.key_offsets, &mut self.keys, None)?);
+        let values: ArrayRef = Arc::new(strings(&mut self.value_offsets, &mut self.values, nulls)?);
+        let entries = StructArray::try_new(fields, vec![keys, values], None)?;
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(
+            &mut self.entry_offsets,
+            vec![0],
+        )));
+        Ok(Arc::new(MapArray::try_new(
+            schema::map_entries(),
+            offsets,
+            entries,
+            None,
+            false,
+        )?))
+    }
+}
+
 /// A resource and a scope, pre-rendered once for all the rows they apply to.
 #[derive(Default, Clone)]
 pub struct Context {
     service_name: Option<String>,
     resource_attributes: Rendered,
+    resource_row: MapRow,
     resource_schema_url: String,
     scope_name: String,
     scope_version: String,
-    scope_attributes: Rendered,
+    scope_row: MapRow,
     scope_schema_url: String,
 }
 
@@ -171,6 +266,7 @@ impl Context {
         let resource_attributes = render_attributes(&kvs, Some(&mut service_name))?;
         Ok(Context {
             service_name: service_name.filter(|s| !s.is_empty()),
+            resource_row: MapRow::new(&resource_attributes),
             resource_attributes,
             resource_schema_url: schema_url.to_string(),
             ..Context::default()
@@ -204,7 +300,7 @@ impl Context {
                 _ => {}
             }
         }
-        self.scope_attributes = render_attributes(&kvs, None)?;
+        self.scope_row = MapRow::new(&render_attributes(&kvs, None)?);
         self.scope_schema_url = schema_url.to_string();
         Ok(())
     }
@@ -214,11 +310,11 @@ impl Context {
 /// ResourceSchemaUrl, ScopeName, ScopeVersion, ScopeAttributes, ScopeSchemaUrl.
 pub struct ContextColumns {
     service_name: StringBuilder,
-    resource_attributes: MapColumn,
+    resource_attributes: RepeatedMapColumn,
     resource_schema_url: StringBuilder,
     scope_name: StringBuilder,
     scope_version: StringBuilder,
-    scope_attributes: MapColumn,
+    scope_attributes: RepeatedMapColumn,
     scope_schema_url: StringBuilder,
 }
 
@@ -226,28 +322,22 @@ impl ContextColumns {
     pub fn with_capacity(rows: usize) -> Self {
         ContextColumns {
             service_name: StringBuilder::with_capacity(rows, rows * 8),
-            resource_attributes: MapColumn::with_capacity(rows, rows * 8),
+            resource_attributes: RepeatedMapColumn::with_capacity(rows),
             resource_schema_url: StringBuilder::with_capacity(rows, 0),
             scope_name: StringBuilder::with_capacity(rows, rows * 16),
             scope_version: StringBuilder::with_capacity(rows, rows * 4),
-            scope_attributes: MapColumn::with_capacity(rows, 0),
+            scope_attributes: RepeatedMapColumn::with_capacity(rows),
             scope_schema_url: StringBuilder::with_capacity(rows, 0),
         }
     }
 
     pub fn push(&mut self, c: &Context) {
         self.service_name.append_option(c.service_name.as_deref());
-        for (k, v) in &c.resource_attributes {
-            self.resource_attributes.push_rendered(k, v.as_deref());
-        }
-        self.resource_attributes.end_row();
+        self.resource_attributes.push(&c.resource_row);
         self.resource_schema_url.append_value(&c.resource_schema_url);
         self.scope_name.append_value(&c.scope_name);
         self.scope_version.append_value(&c.scope_version);
-        for (k, v) in &c.scope_attributes {
-            self.scope_attributes.push_rendered(k, v.as_deref());
-        }
-        self.scope_attributes.end_row();
+        self.scope_attributes.push(&c.scope_row);
         self.scope_schema_url.append_value(&c.scope_schema_url);
     }
 

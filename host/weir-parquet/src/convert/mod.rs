@@ -36,6 +36,14 @@ impl Rejected {
         self.count += 1;
         self.reason.get_or_insert(why);
     }
+
+    /// Adds the items another part of the same batch left out.
+    pub fn merge(&mut self, other: Rejected) {
+        self.count += other.count;
+        if self.reason.is_none() {
+            self.reason = other.reason;
+        }
+    }
 }
 
 /// The rows of one request, and what had to be left out.
@@ -53,6 +61,42 @@ pub enum ConvertError {
     Malformed(#[from] wire::WireError),
     #[error("building the Arrow columns failed: {0}")]
     Arrow(#[from] ArrowError),
+}
+
+/// Converts an encoded request in record batches of at most `chunk_rows` rows,
+/// handing each to `emit` as soon as it is built (so the caller can encode one
+/// while the next is converted); stops early when `emit` returns false. Spans
+/// are sorted across the whole request first. Logs come as one batch.
+///
+/// An error can come after some chunks were emitted (a malformed attribute
+/// deep in a span is found only when its row is built).
+pub fn convert_chunks(
+    signal: Signal,
+    payload: &[u8],
+    items: usize,
+    chunk_rows: usize,
+    mut emit: impl FnMut(Converted) -> bool,
+) -> Result<(), ConvertError> {
+    match signal {
+        Signal::Traces => {
+            let sorted = spans::SortedSpans::scan(payload, items)?;
+            let step = chunk_rows.max(1);
+            let mut at = 0;
+            while at < sorted.count() {
+                let end = (at + step).min(sorted.count());
+                if !emit(sorted.convert(at..end)?) {
+                    break;
+                }
+                at = end;
+            }
+            Ok(())
+        }
+        Signal::Logs => {
+            emit(logs::convert(payload, items)?);
+            Ok(())
+        }
+        Signal::Metrics => Err(ConvertError::Unsupported(signal)),
+    }
 }
 
 /// Converts an encoded `Export{Trace,Logs}ServiceRequest`; `items` (the batch's

@@ -294,17 +294,21 @@ pub struct SortedSpans<'a> {
     rows: Vec<Located<'a>>,
 }
 
-/// The trace id and start time of an encoded span (a quick pass over its fields).
+/// The trace id and start time of an encoded span. Encoders write fields in
+/// number order, so this usually stops at field 7, before the attributes.
 fn sort_key(span: &[u8]) -> Result<(&[u8], u64), WireError> {
-    let (mut trace_id, mut start): (&[u8], u64) = (&[], 0);
+    let (mut trace_id, mut start): (Option<&[u8]>, Option<u64>) = (None, None);
     for f in Reader::new(span) {
         match f? {
-            (1, v) => trace_id = v.bytes(),
-            (7, v) => start = v.fixed64(),
+            (1, v) => trace_id = Some(v.bytes()),
+            (7, v) => start = Some(v.fixed64()),
             _ => {}
         }
+        if let (Some(t), Some(s)) = (trace_id, start) {
+            return Ok((t, s));
+        }
     }
-    Ok((trace_id, start))
+    Ok((trace_id.unwrap_or_default(), start.unwrap_or_default()))
 }
 
 /// Ranks of `resources` in sort order; equal resources get equal ranks.

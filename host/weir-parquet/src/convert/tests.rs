@@ -661,3 +661,27 @@ fn equal_resources_sort_together_and_by_trace() {
         .collect();
     assert_eq!(order, [3, 1, 2]);
 }
+
+#[test]
+fn chunks_hold_the_sorted_rows_in_order() {
+    let payload = shuffled_traces().encode_to_vec();
+    let whole = convert(Signal::Traces, &payload, 7).expect("convert").batch;
+    let mut sizes = Vec::new();
+    let mut span_ids = Vec::new();
+    convert_chunks(Signal::Traces, &payload, 7, 3, |c| {
+        sizes.push(c.batch.num_rows());
+        span_ids.extend(ids(&c.batch, "SpanId"));
+        true
+    })
+    .expect("chunks");
+    assert_eq!(sizes, [3, 3, 1]);
+    assert_eq!(span_ids, ids(&whole, "SpanId"));
+    // A receiver that stops asking ends the conversion early.
+    let mut calls = 0;
+    convert_chunks(Signal::Traces, &payload, 7, 3, |_| {
+        calls += 1;
+        false
+    })
+    .expect("chunks");
+    assert_eq!(calls, 1);
+}
