@@ -1,8 +1,9 @@
 //! Applying a plugin's edits natively, and converting contract values to OTLP.
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
-use opentelemetry_proto::tonic::trace::v1::Status;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use weir_plugin_sdk::{Edit, Field, Level, Value};
 
 use crate::BatchError;
@@ -64,7 +65,7 @@ fn as_i32(v: &Value, what: &str) -> Result<i32, BatchError> {
     }
 }
 
-fn as_string(v: Value, what: &str) -> Result<String, BatchError> {
+pub(crate) fn as_string(v: Value, what: &str) -> Result<String, BatchError> {
     match v {
         Value::Str(s) => Ok(s),
         _ => Err(BatchError::Invalid(format!("{what} must be a string"))),
@@ -140,6 +141,12 @@ fn set_attribute(
     let attrs = tree
         .attrs_mut(ix, level, entity as usize)
         .ok_or_else(|| BatchError::Invalid(format!("no {level:?} entity {entity}")))?;
+    set_attribute_in(attrs, key, value);
+    Ok(())
+}
+
+/// Sets (or with `None` removes) attribute `key` in a list of attributes.
+pub(crate) fn set_attribute_in(attrs: &mut Vec<KeyValue>, key: String, value: Option<AnyValue>) {
     match value {
         Some(any) => match attrs.iter_mut().find(|kv| kv.key == key) {
             Some(kv) => kv.value = Some(any),
@@ -151,7 +158,6 @@ fn set_attribute(
         },
         None => attrs.retain(|kv| kv.key != key),
     }
-    Ok(())
 }
 
 fn set_metric_field(metric: &mut Metric, field: Field, value: Value) -> Result<(), BatchError> {
@@ -182,36 +188,41 @@ fn set_item_field(
     let [r, s] = ix.scopes[sc as usize];
     let (r, s, i) = (r as usize, s as usize, i as usize);
     match tree {
-        Otlp::Traces(q) => {
-            let span = &mut q.resource_spans[r].scope_spans[s].spans[i];
-            match field {
-                Field::Name => span.name = as_string(value, "name")?,
-                Field::Kind => span.kind = as_i32(&value, "kind")?,
-                Field::StatusCode => {
-                    span.status.get_or_insert_with(Status::default).code = as_i32(&value, "status code")?
-                }
-                Field::StatusMessage => {
-                    span.status.get_or_insert_with(Status::default).message =
-                        as_string(value, "status message")?
-                }
-                Field::TraceState => span.trace_state = as_string(value, "trace state")?,
-                _ => {}
-            }
+        Otlp::Traces(q) => set_span_field(&mut q.resource_spans[r].scope_spans[s].spans[i], field, value),
+        Otlp::Logs(q) => set_log_field(&mut q.resource_logs[r].scope_logs[s].log_records[i], field, value),
+        Otlp::Metrics(q) => set_metric_field(
+            &mut q.resource_metrics[r].scope_metrics[s].metrics[i],
+            field,
+            value,
+        ),
+    }
+}
+
+/// Sets a span's field (the fields a plugin may set; others are ignored).
+pub(crate) fn set_span_field(span: &mut Span, field: Field, value: Value) -> Result<(), BatchError> {
+    match field {
+        Field::Name => span.name = as_string(value, "name")?,
+        Field::Kind => span.kind = as_i32(&value, "kind")?,
+        Field::StatusCode => {
+            span.status.get_or_insert_with(Status::default).code = as_i32(&value, "status code")?
         }
-        Otlp::Logs(q) => {
-            let log = &mut q.resource_logs[r].scope_logs[s].log_records[i];
-            match field {
-                Field::Body => log.body = Some(to_any(value)?),
-                Field::SeverityText => log.severity_text = as_string(value, "severity text")?,
-                Field::SeverityNumber => log.severity_number = as_i32(&value, "severity number")?,
-                Field::EventName => log.event_name = as_string(value, "event name")?,
-                _ => {}
-            }
+        Field::StatusMessage => {
+            span.status.get_or_insert_with(Status::default).message = as_string(value, "status message")?
         }
-        Otlp::Metrics(q) => {
-            let metric = &mut q.resource_metrics[r].scope_metrics[s].metrics[i];
-            set_metric_field(metric, field, value)?;
-        }
+        Field::TraceState => span.trace_state = as_string(value, "trace state")?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Sets a log record's field (the fields a plugin may set; others are ignored).
+pub(crate) fn set_log_field(log: &mut LogRecord, field: Field, value: Value) -> Result<(), BatchError> {
+    match field {
+        Field::Body => log.body = Some(to_any(value)?),
+        Field::SeverityText => log.severity_text = as_string(value, "severity text")?,
+        Field::SeverityNumber => log.severity_number = as_i32(&value, "severity number")?,
+        Field::EventName => log.event_name = as_string(value, "event name")?,
+        _ => {}
     }
     Ok(())
 }

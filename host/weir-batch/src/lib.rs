@@ -1,40 +1,28 @@
 //! The host side of a plugin batch.
 //!
-//! A [`HostBatch`] decodes a pipeline [`Batch`] once, serves the plugin
-//! contract's bulk reads from the decoded tree ([`BatchAccess`]), applies each
-//! plugin's [`Changes`] natively, and at the end re-encodes one batch per route —
-//! or hands back the original bytes untouched when no plugin changed anything.
+//! A [`HostBatch`] serves the plugin contract's bulk reads ([`BatchAccess`]),
+//! applies each plugin's [`Changes`] natively, and at the end hands back one
+//! batch per route — the original bytes untouched when no plugin changed
+//! anything. Traces and logs stay in their wire form ([`wire`]): nothing is
+//! decoded that no plugin reads, and output splices untouched messages through.
+//! Metrics are decoded into message trees ([`decoded`]).
 
 mod columns;
-
-pub use weir_plugin_contract::Matcher;
+mod decoded;
 mod edit;
 mod output;
 mod tree;
+mod wire;
 
-use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
+use std::sync::OnceLock;
+
 use weir_pipeline::Batch;
+pub use weir_plugin_contract::Matcher;
+use weir_plugin_contract::Shape;
 use weir_plugin_sdk::{AttributeTable, BatchAccess, Changes, Column, Field, Level, Signal};
 
-use weir_plugin_contract::{Shape, check_changes};
-
-use crate::tree::{Index, Otlp};
-
-fn shape(tree: &Otlp, index: &Index) -> Shape {
-    let signal = match tree {
-        Otlp::Traces(_) => Signal::Traces,
-        Otlp::Logs(_) => Signal::Logs,
-        Otlp::Metrics(_) => Signal::Metrics,
-    };
-    Shape {
-        signal,
-        counts: Level::ALL.map(|l| u32::try_from(index.count(l)).unwrap_or(u32::MAX)),
-    }
-}
+use crate::decoded::TreeBatch;
+use crate::wire::WireBatch;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BatchError {
@@ -52,183 +40,97 @@ pub struct Applied {
     pub routed: usize,
 }
 
-pub struct HostBatch {
-    signal: weir_pipeline::Signal,
-    /// The request as received, while nothing has changed it.
-    original: Option<Bytes>,
-    tree: Otlp,
-    index: Index,
-    /// Route id per item (0 = the pipeline's default route).
-    routes: Vec<u16>,
-    route_names: Vec<String>,
+/// A batch as plugins see it.
+pub struct HostBatch(Repr);
+
+enum Repr {
+    Wire(WireBatch),
+    Tree(TreeBatch),
 }
 
-/// A plugin's `replace-otlp` request, held to what weir's receivers accept (the
-/// wire walk: UTF-8, id lengths, nesting), not only to what prost decodes, so a
-/// plugin cannot hand on a batch that the next OTLP hop refuses.
-fn decode_replacement(signal: weir_pipeline::Signal, bytes: &[u8]) -> Result<Otlp, BatchError> {
-    weir_otlp::wire::count_items(signal, bytes)
-        .map_err(|e| BatchError::Invalid(format!("replace-otlp: {e}")))?;
-    decode(signal, bytes)
+/// `WEIR_PLUGIN_BATCH=decoded` makes traces and logs use the decoded form too:
+/// a diagnostic, and how the benchmarks compare the two forms in one binary.
+fn decoded_only() -> bool {
+    static DECODED: OnceLock<bool> = OnceLock::new();
+    *DECODED.get_or_init(|| std::env::var_os("WEIR_PLUGIN_BATCH").is_some_and(|v| v == "decoded"))
 }
 
-fn decode(signal: weir_pipeline::Signal, bytes: &[u8]) -> Result<Otlp, BatchError> {
-    let err = |e: prost::DecodeError| BatchError::Decode(e.to_string());
-    Ok(match signal {
-        weir_pipeline::Signal::Traces => Otlp::Traces(ExportTraceServiceRequest::decode(bytes).map_err(err)?),
-        weir_pipeline::Signal::Logs => Otlp::Logs(ExportLogsServiceRequest::decode(bytes).map_err(err)?),
-        weir_pipeline::Signal::Metrics => {
-            Otlp::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(err)?)
+macro_rules! both {
+    ($self:expr, $b:ident => $e:expr) => {
+        match $self {
+            Repr::Wire($b) => $e,
+            Repr::Tree($b) => $e,
         }
-    })
-}
-
-fn encode(tree: &Otlp) -> Bytes {
-    Bytes::from(match tree {
-        Otlp::Traces(q) => q.encode_to_vec(),
-        Otlp::Logs(q) => q.encode_to_vec(),
-        Otlp::Metrics(q) => q.encode_to_vec(),
-    })
+    };
 }
 
 impl HostBatch {
+    /// Prepares a pipeline batch for plugins: traces and logs are indexed on the
+    /// wire (framing checked), metrics decoded.
     pub fn decode(batch: &Batch) -> Result<Self, BatchError> {
-        let tree = decode(batch.signal, &batch.payload)?;
-        let index = tree.index();
-        Ok(HostBatch {
-            signal: batch.signal,
-            original: Some(batch.payload.clone()),
-            routes: vec![0; index.items.len()],
-            tree,
-            index,
-            route_names: Vec::new(),
-        })
+        match batch.signal {
+            weir_pipeline::Signal::Traces | weir_pipeline::Signal::Logs if !decoded_only() => Ok(HostBatch(
+                Repr::Wire(WireBatch::build(batch.signal, batch.payload.clone())?),
+            )),
+            _ => Self::decode_tree(batch),
+        }
+    }
+
+    /// The decoded form whatever the signal (tests and benchmarks compare the forms).
+    pub fn decode_tree(batch: &Batch) -> Result<Self, BatchError> {
+        Ok(HostBatch(Repr::Tree(TreeBatch::decode(batch)?)))
     }
 
     pub fn items(&self) -> usize {
-        self.index.items.len()
+        both!(&self.0, b => b.items())
     }
 
     /// The batch's signal and entity counts, which a plugin's changes are checked against.
     pub fn shape(&self) -> Shape {
-        shape(&self.tree, &self.index)
+        both!(&self.0, b => b.shape())
     }
 
     /// The shape of an OTLP request of this batch's signal (what a
     /// `replace-otlp` would make the batch), or why it is not one.
     pub fn shape_of_replacement(&self, otlp: &[u8]) -> Result<Shape, BatchError> {
-        let tree = decode_replacement(self.signal, otlp)?;
-        let index = tree.index();
-        Ok(shape(&tree, &index))
+        match &self.0 {
+            Repr::Wire(b) => {
+                weir_otlp::wire::count_items(b.signal(), otlp)
+                    .map_err(|e| BatchError::Invalid(format!("replace-otlp: {e}")))?;
+                Ok(WireBatch::build(b.signal(), bytes::Bytes::copy_from_slice(otlp))?.shape())
+            }
+            Repr::Tree(b) => b.shape_of_replacement(otlp),
+        }
     }
 
     /// Applies one plugin's changes: all of them, or (if any is invalid) none.
     /// Every change is checked ([`weir_plugin_contract::check_changes`])
     /// before anything is mutated.
     pub fn apply(&mut self, changes: Changes) -> Result<Applied, BatchError> {
-        if changes.is_empty() {
-            return Ok(Applied::default());
-        }
-        let replaced = match &changes.replace {
-            Some(otlp) => {
-                let tree = decode_replacement(self.signal, otlp)?;
-                let index = tree.index();
-                Some((tree, index))
-            }
-            None => None,
-        };
+        if let Repr::Wire(w) = &self.0
+            && changes.replace.is_none()
+            && w.edits_most(&changes)
         {
-            let target = match &replaced {
-                Some((t, i)) => shape(t, i),
-                None => self.shape(),
-            };
-            check_changes(&target, &changes).map_err(|e| BatchError::Invalid(e.0))?;
+            // Most items edited: decode the whole batch once, from here on.
+            self.0 = Repr::Tree(w.to_tree()?);
         }
-        self.original = None;
-        if let Some((tree, index)) = replaced {
-            self.routes = vec![0; index.items.len()];
-            self.tree = tree;
-            self.index = index;
-        }
-        let mut applied = Applied {
-            edits: changes.edits.len(),
-            ..Applied::default()
-        };
-        for e in changes.edits {
-            edit::apply(&mut self.tree, &self.index, e)?;
-        }
-        for (name, items) in changes.routes {
-            let id = match self.route_names.iter().position(|r| *r == name) {
-                Some(p) => p + 1,
-                None => {
-                    self.route_names.push(name);
-                    self.route_names.len()
-                }
-            };
-            let id = u16::try_from(id).map_err(|_| BatchError::Invalid("too many route names".into()))?;
-            applied.routed += items.len();
-            for i in items {
-                self.routes[i as usize] = id;
-            }
-        }
-        if !changes.drops.is_empty() {
-            let mut keep = vec![true; self.index.items.len()];
-            for i in changes.drops {
-                keep[i as usize] = false;
-            }
-            applied.dropped = keep.iter().filter(|k| !**k).count();
-            output::retain(&mut self.tree, &keep);
-            let mut k = 0;
-            self.routes.retain(|_| {
-                let v = keep[k];
-                k += 1;
-                v
-            });
-            self.index = self.tree.index();
-        }
-        Ok(applied)
+        both!(&mut self.0, b => b.apply(changes))
     }
 
     /// The result: one batch per route name used (`None` = default route), with
     /// the original bytes when nothing changed.
     pub fn finish(self) -> Vec<(Option<String>, Batch)> {
-        let signal = self.signal;
-        let items = self.index.items.len();
-        if items == 0 {
-            return Vec::new();
-        }
-        if let Some(original) = self.original {
-            return vec![(None, Batch::new(signal, original, items))];
-        }
-        let mut ids: Vec<u16> = self.routes.clone();
-        ids.sort_unstable();
-        ids.dedup();
-        let name = |id: u16| (id > 0).then(|| self.route_names[id as usize - 1].clone());
-        if let [only] = ids[..] {
-            return vec![(name(only), Batch::new(signal, encode(&self.tree), items))];
-        }
-        // Part of each item = position of its route id in `ids`.
-        let part: Vec<usize> = self
-            .routes
-            .iter()
-            .map(|r| ids.binary_search(r).unwrap_or(0))
-            .collect();
-        let mut counts = vec![0usize; ids.len()];
-        for &p in &part {
-            counts[p] += 1;
-        }
-        let names: Vec<Option<String>> = ids.iter().map(|&id| name(id)).collect();
-        output::split(self.tree, &part, ids.len())
-            .into_iter()
-            .zip(names.into_iter().zip(counts))
-            .map(|(tree, (name, n))| (name, Batch::new(signal, encode(&tree), n)))
-            .collect()
+        both!(self.0, b => b.finish())
     }
 }
 
 impl BatchAccess for HostBatch {
     fn signal(&self) -> Signal {
-        match self.signal {
+        let signal = match &self.0 {
+            Repr::Wire(b) => b.signal(),
+            Repr::Tree(b) => return BatchAccess::signal(b),
+        };
+        match signal {
             weir_pipeline::Signal::Traces => Signal::Traces,
             weir_pipeline::Signal::Logs => Signal::Logs,
             weir_pipeline::Signal::Metrics => Signal::Metrics,
@@ -236,57 +138,57 @@ impl BatchAccess for HostBatch {
     }
 
     fn len(&self) -> u32 {
-        u32::try_from(self.index.items.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.items()).unwrap_or(u32::MAX)
     }
 
     fn count(&self, level: Level) -> u32 {
-        u32::try_from(self.index.count(level)).unwrap_or(u32::MAX)
+        match &self.0 {
+            Repr::Wire(b) => u32::try_from(b.index().count(level)).unwrap_or(u32::MAX),
+            Repr::Tree(b) => b.count(level),
+        }
     }
 
     fn owners(&self, level: Level) -> Vec<u32> {
-        self.index.owners(level)
+        both!(&self.0, b => b.owners(level))
     }
 
     fn read_field(&self, field: Field) -> Column {
-        columns::read_field(&self.tree, &self.index, field)
+        both!(&self.0, b => b.read_field(field))
     }
 
     fn read_attribute(&self, level: Level, key: &str) -> Column {
-        columns::read_attribute(&self.tree, &self.index, level, key)
+        both!(&self.0, b => b.read_attribute(level, key))
     }
 
     fn read_attributes(&self, level: Level) -> AttributeTable {
-        columns::read_attributes(&self.tree, &self.index, level)
+        both!(&self.0, b => b.read_attributes(level))
     }
 
     fn ancestors(&self, level: Level, of: Level) -> Vec<u32> {
-        if of == Level::Metric {
-            return self.index.metric_of(level);
+        match &self.0 {
+            Repr::Wire(_) => weir_plugin_sdk::access::ancestors_by_owners(self, level, of),
+            Repr::Tree(b) => b.ancestors(level, of),
         }
-        weir_plugin_sdk::access::ancestors_by_owners(self, level, of)
     }
 
     fn read_field_at(&self, level: Level, field: Field) -> Column {
-        columns::read_field_at(&self.tree, &self.index, level, field)
+        both!(&self.0, b => b.read_field_at(level, field))
     }
 
     fn read_attribute_inherited(&self, level: Level, key: &str) -> Column {
-        columns::read_attribute_inherited(&self.tree, &self.index, level, key)
+        both!(&self.0, b => b.read_attribute_inherited(level, key))
     }
 
     fn match_field(&self, level: Level, field: Field, m: &Matcher) -> Vec<u32> {
-        columns::match_field(&self.tree, &self.index, level, field, m)
+        both!(&self.0, b => b.match_field(level, field, m))
     }
 
     fn match_attribute(&self, level: Level, key: &str, m: &Matcher, inherited: bool) -> Vec<u32> {
-        columns::match_attribute(&self.tree, &self.index, level, key, m, inherited)
+        both!(&self.0, b => b.match_attribute(level, key, m, inherited))
     }
 
     fn to_otlp(&self) -> Vec<u8> {
-        match &self.original {
-            Some(b) => b.to_vec(),
-            None => encode(&self.tree).to_vec(),
-        }
+        both!(&self.0, b => b.to_otlp())
     }
 }
 

@@ -4,6 +4,10 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use weir_plugin_sdk::{Edit, Value, ValueRef};
 
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
 use super::*;
 
 fn kv(k: &str, v: &str) -> KeyValue {

@@ -4,6 +4,21 @@
 use super::WireError;
 use super::cursor::read_varint;
 
+/// Why a message could not be framed: small, so that walking fields in hot
+/// loops returns in registers (a [`WireError`] carries a path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{what} at byte {offset}")]
+pub struct FieldError {
+    pub what: &'static str,
+    pub offset: usize,
+}
+
+impl From<FieldError> for WireError {
+    fn from(e: FieldError) -> Self {
+        WireError::framing(e.what, e.offset)
+    }
+}
+
 /// One field as read off the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Value<'a> {
@@ -24,17 +39,28 @@ impl<'a> Fields<'a> {
         Fields { buf, pos: 0 }
     }
 
-    fn err(&self, what: &'static str) -> WireError {
-        WireError::framing(what, self.pos)
+    /// Where the next field's key starts (the end of the last field read).
+    pub fn position(&self) -> usize {
+        self.pos
     }
 
-    fn varint(&mut self) -> Result<u64, WireError> {
+    #[cold]
+    fn err(&self, what: &'static str) -> FieldError {
+        FieldError {
+            what,
+            offset: self.pos,
+        }
+    }
+
+    #[inline]
+    fn varint(&mut self) -> Result<u64, FieldError> {
         let (v, next) = read_varint(self.buf, self.pos).map_err(|what| self.err(what))?;
         self.pos = next;
         Ok(v)
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FieldError> {
         let end = self
             .pos
             .checked_add(n)
@@ -45,21 +71,24 @@ impl<'a> Fields<'a> {
         Ok(s)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], FieldError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
 
     /// The next field as (number, value, offset of the value in this message).
-    pub fn next_field(&mut self) -> Option<Result<(u32, Value<'a>, usize), WireError>> {
+    #[inline]
+    pub fn next_field(&mut self) -> Option<Result<(u32, Value<'a>, usize), FieldError>> {
         if self.pos >= self.buf.len() {
             return None;
         }
         Some(self.read_field())
     }
 
-    fn read_field(&mut self) -> Result<(u32, Value<'a>, usize), WireError> {
+    #[inline]
+    fn read_field(&mut self) -> Result<(u32, Value<'a>, usize), FieldError> {
         let key = self.varint()?;
         // As prost: keys are 32-bit, so field numbers stop at 2^29 - 1.
         let key = u32::try_from(key).map_err(|_| self.err("malformed protobuf: field number too large"))?;

@@ -36,7 +36,7 @@ mod traces;
 pub(crate) mod fixtures;
 
 pub use common::MAX_MESSAGE_DEPTH;
-pub use fields::{Fields, Value};
+pub use fields::{FieldError, Fields, Value};
 
 /// Why a request was refused: what is wrong, where (a field path, empty above
 /// the first field), what was found if that helps, and at which byte.
