@@ -53,6 +53,7 @@ CHAIN = ["sample", "redact", "enrich", "route"]
 SYSTEMS = (
     "weir", "weir-gzip", "weir-zstd", "rotel",
     "weir-chain", "weir-chain-gzip", "weir-native-chain", "weir-native-chain-gzip", "rotel-chain",
+    "weir-noop", "weir-chain-decoded", "weir-chain-decoded-gzip",
     # Pass-through with a disk queue: fsync before every acknowledgement (requests
     # arriving together share one), or group commit every 10 ms.
     "weir-disk", "weir-disk-group",
@@ -294,7 +295,10 @@ def child_setup(cpus: set[int] | None):
 class Proc:
     """A child process whose output goes to a log file."""
 
-    def __init__(self, name: str, argv: list[str], logdir: Path, cpus: set[int] | None):
+    def __init__(
+        self, name: str, argv: list[str], logdir: Path, cpus: set[int] | None,
+        env: dict[str, str] | None = None,
+    ):
         self.name = name
         self.argv = argv
         self.log_path = logdir / f"{name}.log"
@@ -306,7 +310,7 @@ class Proc:
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
-                env=clean_env(),
+                env={**clean_env(), **(env or {})},
                 preexec_fn=preexec,
                 start_new_session=True,
             )
@@ -487,7 +491,10 @@ class System:
 
 class Weir(System):
     """weir as a pass-through forwarder, or (chain = "wasm" | "native") running
-    the four reference plugins of CHAIN as Wasm components or compiled in."""
+    the four reference plugins of CHAIN as Wasm components or compiled in;
+    "decoded" is the Wasm chain with plugins reading a fully decoded batch
+    (WEIR_PLUGIN_BATCH=decoded: the form before the wire view), "noop" one Wasm
+    plugin that returns at once (tests/plugins/misbehave, mode noop)."""
 
     def __init__(
         self, binary: Path, template: Path | None, compression: str,
@@ -500,7 +507,10 @@ class Weir(System):
         self.plugins_dir = plugins_dir
         self.disk = disk  # None (memory queue), "always" or "interval"
         self.queue_dir: Path | None = None
-        base = {None: "weir", "wasm": "weir-chain", "native": "weir-native-chain"}[chain]
+        base = {
+            None: "weir", "wasm": "weir-chain", "native": "weir-native-chain",
+            "decoded": "weir-chain-decoded", "noop": "weir-noop",
+        }[chain]
         if disk:
             base = {"always": "weir-disk", "interval": "weir-disk-group"}[disk]
         self.name = base if compression == "none" else f"{base}-{compression}"
@@ -512,6 +522,11 @@ class Weir(System):
             self.label = f"weir chain/{chain} ({compression})"
 
     def plugins(self) -> dict:
+        if self.chain == "noop":
+            wasm = (self.plugins_dir or Path()) / "weir_test_plugin_misbehave.wasm"
+            if not wasm.is_file():
+                raise HarnessError(f"{wasm} not found; build the plugins with plugins/build.sh")
+            return {"noop": {"path": str(wasm), "on_error": "pass", "config": {"mode": "noop"}}}
         out = {}
         for name in CHAIN:
             with open(REPO / "bench" / "configs" / f"{name}.toml", "rb") as f:
@@ -553,7 +568,10 @@ class Weir(System):
                         "fsync": self.disk,
                         "fsync_interval": "10ms",
                     }
-        if self.chain:
+        if self.chain == "noop":
+            doc["plugins"] = self.plugins()
+            doc["pipelines"]["traces"]["plugins"] = ["noop"]
+        elif self.chain:
             doc["plugins"] = self.plugins()
             traces = doc["pipelines"]["traces"]
             traces["plugins"] = list(CHAIN)
@@ -584,7 +602,8 @@ class Weir(System):
             raise HarnessError(
                 f"weir rejected the generated config {path}:\n{check.stdout}{check.stderr}{hint}"
             )
-        proc = Proc(self.name, [str(self.binary), "run", "--config", str(path)], logdir, cpus)
+        env = {"WEIR_PLUGIN_BATCH": "decoded"} if self.chain == "decoded" else None
+        proc = Proc(self.name, [str(self.binary), "run", "--config", str(path)], logdir, cpus, env)
         ready = f"http://127.0.0.1:{admin_port}/ready"
         wait_until(f"{self.name} {ready}", proc, lambda: http_ok(ready))
         wait_until(f"{self.name} gRPC port", proc, lambda: tcp_open(grpc_port))
@@ -1062,7 +1081,13 @@ def main() -> int:
             versions["weir"] = binary_version(weir, "--version")
             template = Path(args.weir_config_template) if args.weir_config_template else None
             compression = s.rsplit("-", 1)[1] if s.endswith(("-gzip", "-zstd")) else "none"
-            chain = "native" if "native-chain" in s else "wasm" if "chain" in s else None
+            chain = (
+                "native" if "native-chain" in s
+                else "decoded" if "chain-decoded" in s
+                else "wasm" if "chain" in s
+                else "noop" if s == "weir-noop"
+                else None
+            )
             disk = {"weir-disk": "always", "weir-disk-group": "interval"}.get(s)
             systems.append(Weir(weir, template, compression, chain, plugins_dir, disk))
         else:

@@ -6,6 +6,7 @@
 //! accepted = sent + send_failed + pipeline_dropped + queue_size (items queued
 //! or in flight), per exporter of each pipeline.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -80,6 +81,23 @@ pub struct SignalCounters {
 
 type Refresher = Box<dyn Fn() -> bool + Send + Sync>;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemoryLabels {
+    pub part: String,
+}
+
+/// Parts of `weir_memory_bytes`.
+pub mod memory_part {
+    /// Batches held in memory queues (disk queues hold theirs on disk).
+    pub const QUEUED: &str = "queued";
+    /// Linear memory of the live plugin instances.
+    pub const PLUGIN_INSTANCES: &str = "plugin_instances";
+    /// Compiled plugin code mapped in memory.
+    pub const PLUGIN_CODE: &str = "plugin_code";
+    /// The whole process (resident set), for the rest: runtime, buffers, allocator.
+    pub const RESIDENT: &str = "resident";
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     refreshers: Mutex<Vec<Refresher>>,
@@ -100,6 +118,10 @@ pub struct Metrics {
     /// Requests refused by a receiver, by reason (`invalid`, `too_large`,
     /// `queue_full`, ...): also those refused before their items could be counted.
     pub refused_requests: Family<RefusedRequestLabels, Counter>,
+    /// weir's memory by part ([`memory_part`]).
+    pub memory: Family<MemoryLabels, Gauge>,
+    /// Memory-queue bytes summed by the stages' scrape hooks.
+    queued_memory: AtomicU64,
 }
 
 /// A new metric family, registered under `name`.
@@ -214,6 +236,11 @@ impl Metrics {
             "exporter_queue_disk_bytes",
             "Bytes a disk queue's files take on disk",
         );
+        let memory = registered(
+            &mut registry,
+            "memory_bytes",
+            "weir's memory by part: queued (batches in memory queues), plugin_instances (plugin linear memory), plugin_code (compiled plugins), resident (the whole process)",
+        );
         Arc::new(Metrics {
             queue_size_bytes,
             queue_capacity_bytes,
@@ -225,6 +252,8 @@ impl Metrics {
             queue_truncated_bytes,
             queue_disk_bytes,
             refused_requests,
+            memory,
+            queued_memory: AtomicU64::new(0),
             registry: Mutex::new(registry),
             refreshers: Mutex::new(Vec::new()),
             signals,
@@ -256,12 +285,31 @@ impl Metrics {
             .push(Box::new(f));
     }
 
+    /// The gauge of one part of `weir_memory_bytes`, for the code that owns that part.
+    pub fn memory_part(&self, part: &str) -> Gauge {
+        self.memory
+            .get_or_create(&MemoryLabels { part: part.into() })
+            .clone()
+    }
+
+    /// Called by scrape hooks: `bytes` more are held in a memory queue.
+    pub fn add_queued_memory(&self, bytes: u64) {
+        self.queued_memory.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
+        self.queued_memory.store(0, Ordering::Relaxed);
         self.refreshers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|f| f());
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.memory_part(memory_part::QUEUED)
+            .set(gauge(self.queued_memory.load(Ordering::Relaxed)));
+        if let Some(rss) = resident_bytes() {
+            self.memory_part(memory_part::RESIDENT).set(gauge(rss));
+        }
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
@@ -269,6 +317,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The process's resident set size (Linux: VmRSS in /proc/self/status).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 #[cfg(test)]
@@ -290,5 +346,30 @@ mod tests {
             text.contains("weir_receiver_accepted_log_records_total{receiver=\"otlp\",transport=\"grpc\"} 3"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn memory_is_reported_by_part() {
+        let m = Metrics::new();
+        let hook = Arc::clone(&m);
+        m.on_scrape(move || {
+            hook.add_queued_memory(1234);
+            true
+        });
+        m.memory_part(memory_part::PLUGIN_INSTANCES).set(65536);
+        let text = m.encode();
+        assert!(text.contains("weir_memory_bytes{part=\"queued\"} 1234"), "{text}");
+        assert!(
+            text.contains("weir_memory_bytes{part=\"plugin_instances\"} 65536"),
+            "{text}"
+        );
+        let rss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("weir_memory_bytes{part=\"resident\"} "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("resident reported");
+        assert!(rss > 1 << 20, "{rss}");
+        // Summed afresh at every scrape, not accumulated.
+        assert!(m.encode().contains("weir_memory_bytes{part=\"queued\"} 1234"));
     }
 }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use tokio::sync::Semaphore;
@@ -12,8 +14,58 @@ use crate::metrics::DroppedLabels;
 use crate::process::{BatchProcessor, Processed, Rejection};
 use crate::{Batch, Metrics, RequestSplitter, Signal};
 
-/// A processor as stored in a pipeline (a sized wrapper so it can be swapped atomically).
-pub struct Processor(pub Arc<dyn BatchProcessor>);
+/// A processor as stored in a pipeline (a sized wrapper so it can be swapped
+/// atomically), with what decides where it runs.
+pub struct Processor {
+    chain: Arc<dyn BatchProcessor>,
+    /// While `Instant` is before this (ms after `born`), batches go to the
+    /// processing threads: a recent run was slow.
+    threads_until_ms: AtomicU64,
+    born: Instant,
+}
+
+/// Batches up to this many items run their chain on the task that received
+/// them: handing one to a processing thread and back (two thread wake-ups)
+/// costs more than a chain over it, and at light load it is most of weir's
+/// cost per span.
+pub const INLINE_MAX_ITEMS: usize = 1024;
+/// A run slower than this sends the pipeline's batches to the processing
+/// threads for [`THREADS_AFTER_SLOW`], so a slow or looping plugin holds a
+/// processing thread, not one of the workers serving every connection.
+pub const INLINE_MAX_RUN: Duration = Duration::from_millis(2);
+pub const THREADS_AFTER_SLOW: Duration = Duration::from_secs(10);
+
+impl Processor {
+    fn new(chain: Arc<dyn BatchProcessor>) -> Self {
+        Processor {
+            chain,
+            // Start on the threads: the first runs warm instances up and may be slow.
+            threads_until_ms: AtomicU64::new(1_000),
+            born: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn inline(&self, batch: &Batch) -> bool {
+        batch.items <= INLINE_MAX_ITEMS && self.now_ms() >= self.threads_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// Runs the chain, noting a slow run.
+    fn run(&self, batch: Batch) -> Result<Processed, Rejection> {
+        let started = Instant::now();
+        let out = self.chain.process(batch);
+        if started.elapsed() > INLINE_MAX_RUN {
+            let until = self
+                .now_ms()
+                .saturating_add(THREADS_AFTER_SLOW.as_millis() as u64);
+            self.threads_until_ms.fetch_max(until, Ordering::Relaxed);
+        }
+        out
+    }
+}
 
 pub struct Pipeline {
     pub name: String,
@@ -89,7 +141,8 @@ impl Pipeline {
     /// Installs (or replaces) the processing step; batches already being
     /// processed finish with the one they started with.
     pub fn set_processor(&self, processor: Option<Arc<dyn BatchProcessor>>) {
-        self.processor.store(processor.map(|p| Arc::new(Processor(p))));
+        self.processor
+            .store(processor.map(|p| Arc::new(Processor::new(p))));
     }
 
     pub fn has_processor(&self) -> bool {
@@ -106,7 +159,8 @@ impl Pipeline {
         Ok(PipelineReservation { held })
     }
 
-    /// Runs the processing step (on a blocking thread) if there is one.
+    /// Runs the processing step if there is one: small batches on this task
+    /// while the chain is fast, others on a processing thread.
     pub async fn process(&self, batch: Batch, metrics: &Metrics) -> Result<Processed, Rejection> {
         let Some(p) = self.processor.load_full() else {
             return Ok(Processed {
@@ -114,23 +168,11 @@ impl Pipeline {
                 dropped: Vec::new(),
             });
         };
-        let fail = |message: String| Rejection::Plugin {
-            plugin: "chain".into(),
-            message,
+        let processed = if p.inline(&batch) {
+            p.run(batch)?
+        } else {
+            self.on_thread(p, batch).await?
         };
-        let worker = self
-            .workers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| fail("the processing workers are closed".into()))?;
-        let processed = tokio::task::spawn_blocking(move || {
-            let out = p.0.process(batch);
-            drop(worker);
-            out
-        })
-        .await
-        .map_err(|e| fail(format!("processing task failed: {e}")))??;
         let counters = metrics.signal(self.signal);
         for (reason, n) in &processed.dropped {
             counters
@@ -142,6 +184,26 @@ impl Pipeline {
                 .inc_by(*n as u64);
         }
         Ok(processed)
+    }
+
+    async fn on_thread(&self, p: Arc<Processor>, batch: Batch) -> Result<Processed, Rejection> {
+        let fail = |message: String| Rejection::Plugin {
+            plugin: "chain".into(),
+            message,
+        };
+        let worker = self
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| fail("the processing workers are closed".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let out = p.run(batch);
+            drop(worker);
+            out
+        })
+        .await
+        .map_err(|e| fail(format!("processing task failed: {e}")))?
     }
 
     fn stages_for(&self, route: Option<&str>) -> &[Arc<ExportStage>] {

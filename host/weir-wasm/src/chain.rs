@@ -8,6 +8,9 @@ use weir_batch::HostBatch as Tree;
 use weir_pipeline::config::FailurePolicy;
 use weir_pipeline::{Batch, BatchProcessor, Processed, Rejection};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+
 use crate::metrics::{OutcomeLabels, PluginLabels, PluginMetrics};
 use crate::{Failure, Runner};
 
@@ -17,9 +20,20 @@ pub struct ChainLink {
     pub runner: Arc<dyn Runner>,
 }
 
+/// A link's hot-path metrics, looked up once: a family lookup per call clones
+/// and hashes the label strings.
+struct LinkMetrics {
+    duration: Histogram,
+    items_in: Counter,
+    items_out: Counter,
+    items_dropped: Counter,
+    calls_ok: Counter,
+}
+
 pub struct PluginChain {
     pipeline: String,
     links: Vec<ChainLink>,
+    link_metrics: Vec<LinkMetrics>,
     metrics: PluginMetrics,
     /// Rejections carry the whole failure (a trap's guest backtrace too).
     full_failures: bool,
@@ -27,9 +41,34 @@ pub struct PluginChain {
 
 impl PluginChain {
     pub fn new(pipeline: impl Into<String>, links: Vec<ChainLink>, metrics: PluginMetrics) -> Self {
+        let pipeline = pipeline.into();
+        let link_metrics = links
+            .iter()
+            .map(|link| {
+                let labels = PluginLabels {
+                    pipeline: pipeline.clone(),
+                    plugin: link.name.clone(),
+                };
+                LinkMetrics {
+                    duration: metrics.duration.get_or_create(&labels).clone(),
+                    items_in: metrics.items_in.get_or_create(&labels).clone(),
+                    items_out: metrics.items_out.get_or_create(&labels).clone(),
+                    items_dropped: metrics.items_dropped.get_or_create(&labels).clone(),
+                    calls_ok: metrics
+                        .calls
+                        .get_or_create(&OutcomeLabels {
+                            pipeline: pipeline.clone(),
+                            plugin: link.name.clone(),
+                            outcome: "ok".into(),
+                        })
+                        .clone(),
+                }
+            })
+            .collect();
         PluginChain {
-            pipeline: pipeline.into(),
+            pipeline,
             links,
+            link_metrics,
             metrics,
             full_failures: false,
         }
@@ -54,8 +93,8 @@ impl BatchProcessor for PluginChain {
     fn process(&self, batch: Batch) -> Result<Processed, Rejection> {
         let mut tree = Tree::decode(&batch).map_err(|e| Rejection::Invalid(e.to_string()))?;
         let mut dropped = Vec::new();
-        for link in &self.links {
-            let labels = PluginLabels {
+        for (link, lm) in self.links.iter().zip(&self.link_metrics) {
+            let labels = || PluginLabels {
                 pipeline: self.pipeline.clone(),
                 plugin: link.name.clone(),
             };
@@ -67,10 +106,7 @@ impl BatchProcessor for PluginChain {
             let items_in = tree.items();
             let started = Instant::now();
             let (back, result) = link.runner.run(tree);
-            self.metrics
-                .duration
-                .get_or_create(&labels)
-                .observe(started.elapsed().as_secs_f64());
+            lm.duration.observe(started.elapsed().as_secs_f64());
             let Some(back) = back else {
                 return Err(Rejection::Plugin {
                     plugin: link.name.clone(),
@@ -80,22 +116,13 @@ impl BatchProcessor for PluginChain {
             tree = back;
             let result =
                 result.and_then(|changes| tree.apply(changes).map_err(|e| Failure::Invalid(e.to_string())));
-            self.metrics
-                .items_in
-                .get_or_create(&labels)
-                .inc_by(items_in as u64);
+            lm.items_in.inc_by(items_in as u64);
             match result {
                 Ok(applied) => {
-                    self.metrics.calls.get_or_create(&outcome_labels("ok")).inc();
-                    self.metrics
-                        .items_out
-                        .get_or_create(&labels)
-                        .inc_by(tree.items() as u64);
+                    lm.calls_ok.inc();
+                    lm.items_out.inc_by(tree.items() as u64);
                     if applied.dropped > 0 {
-                        self.metrics
-                            .items_dropped
-                            .get_or_create(&labels)
-                            .inc_by(applied.dropped as u64);
+                        lm.items_dropped.inc_by(applied.dropped as u64);
                         dropped.push((format!("plugin:{}", link.name), applied.dropped));
                     }
                 }
@@ -106,10 +133,10 @@ impl BatchProcessor for PluginChain {
                         .inc();
                     match failure {
                         Failure::Trap { .. } | Failure::MemoryLimit => {
-                            self.metrics.traps.get_or_create(&labels).inc();
+                            self.metrics.traps.get_or_create(&labels()).inc();
                         }
                         Failure::Timeout => {
-                            self.metrics.timeouts.get_or_create(&labels).inc();
+                            self.metrics.timeouts.get_or_create(&labels()).inc();
                         }
                         _ => {}
                     }
@@ -128,10 +155,7 @@ impl BatchProcessor for PluginChain {
                     );
                     match link.policy {
                         FailurePolicy::Pass => {
-                            self.metrics
-                                .items_out
-                                .get_or_create(&labels)
-                                .inc_by(items_in as u64);
+                            lm.items_out.inc_by(items_in as u64);
                         }
                         FailurePolicy::Drop => {
                             dropped.push((format!("failed:{}", link.name), items_in));

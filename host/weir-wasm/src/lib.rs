@@ -246,6 +246,16 @@ impl PluginRuntime {
             timeout: config.timeout.0.max(Duration::from_millis(1)),
             max_idle: config.instances.max(1),
             output_cap: 64 * 1024,
+            memory_gauges: runner::MemoryGauges {
+                plugin: self
+                    .metrics
+                    .memory
+                    .get_or_create(&metrics::NameLabels {
+                        plugin: name.to_string(),
+                    })
+                    .clone(),
+                total: self.metrics.instances_memory.clone(),
+            },
         };
         Ok(Arc::new(WasmRunner::new(&self.engine, &component, settings)?))
     }
@@ -284,8 +294,10 @@ impl PluginRuntime {
         let component = engine::load_component(&self.engine, &source.wasm, self.cache.as_ref(), &rejected)?;
         let mut kept = lock();
         if kept.len() >= COMPILED_KEPT {
-            kept.remove(0);
+            let (_, evicted) = kept.remove(0);
+            self.metrics.code_memory.dec_by(code_bytes(&evicted));
         }
+        self.metrics.code_memory.inc_by(code_bytes(&component));
         kept.push((source.sha256.clone(), component.clone()));
         Ok(component)
     }
@@ -293,4 +305,10 @@ impl PluginRuntime {
     pub fn chain(&self, pipeline: &str, links: Vec<ChainLink>) -> PluginChain {
         PluginChain::new(pipeline, links, self.metrics.clone())
     }
+}
+
+/// Bytes of compiled code a component maps (counted while the runtime keeps it).
+fn code_bytes(component: &wasmtime::component::Component) -> i64 {
+    let range = component.image_range();
+    i64::try_from((range.end as usize).saturating_sub(range.start as usize)).unwrap_or(i64::MAX)
 }

@@ -4,8 +4,10 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use weir_pipeline::Metrics;
+use weir_pipeline::metrics::memory_part;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginLabels {
@@ -18,6 +20,11 @@ pub struct OutcomeLabels {
     pub pipeline: String,
     pub plugin: String,
     pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabels {
+    pub plugin: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +48,12 @@ pub struct PluginMetrics {
     pub policy_applied: Family<OutcomeLabels, Counter>,
     pub duration: Family<PluginLabels, Histogram, fn() -> Histogram>,
     pub cache_rejected: Family<ReasonLabels, Counter>,
+    /// Linear memory of each plugin's live instances.
+    pub memory: Family<NameLabels, Gauge>,
+    /// The same summed over plugins: `weir_memory_bytes{part="plugin_instances"}`.
+    pub instances_memory: Gauge,
+    /// `weir_memory_bytes{part="plugin_code"}`.
+    pub code_memory: Gauge,
 }
 
 impl PluginMetrics {
@@ -55,7 +68,15 @@ impl PluginMetrics {
             policy_applied: Family::default(),
             duration: Family::new_with_constructor(latency),
             cache_rejected: Family::default(),
+            memory: Family::default(),
+            instances_memory: metrics.memory_part(memory_part::PLUGIN_INSTANCES),
+            code_memory: metrics.memory_part(memory_part::PLUGIN_CODE),
         };
+        metrics.register(
+            "plugin_memory_bytes",
+            "Linear memory of a plugin's live instances",
+            m.memory.clone(),
+        );
         metrics.register(
             "plugin_cache_rejected",
             "Compiled-plugin cache entries not used: directory (not private), key, mac (not written by this weir for this wasm), unreadable, incompatible",

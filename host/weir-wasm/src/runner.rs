@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -24,6 +25,30 @@ use crate::{Failure, Runner, RuntimeError};
 pub struct Limits {
     memory: usize,
     pub hit: bool,
+    /// The instance's linear memory now, counted in `gauges` while it lives.
+    current: usize,
+    gauges: MemoryGauges,
+}
+
+/// Where an instance's linear memory is counted: its plugin's and the total.
+#[derive(Clone)]
+pub struct MemoryGauges {
+    pub plugin: Gauge,
+    pub total: Gauge,
+}
+
+impl MemoryGauges {
+    fn add(&self, bytes: i64) {
+        self.plugin.inc_by(bytes);
+        self.total.inc_by(bytes);
+    }
+}
+
+/// The store (and so the instance's memory) is gone: so is its count.
+impl Drop for Limits {
+    fn drop(&mut self) {
+        self.gauges.add(-i64::try_from(self.current).unwrap_or(i64::MAX));
+    }
 }
 
 impl ResourceLimiter for Limits {
@@ -35,6 +60,12 @@ impl ResourceLimiter for Limits {
     ) -> wasmtime::Result<bool> {
         let ok = desired <= self.memory;
         self.hit |= !ok;
+        // Also called for a memory's initial size (current 0).
+        if ok && desired > self.current {
+            self.gauges
+                .add(i64::try_from(desired - self.current).unwrap_or(i64::MAX));
+            self.current = desired;
+        }
         Ok(ok)
     }
     fn table_growing(
@@ -56,6 +87,7 @@ pub struct WasmSettings {
     pub max_idle: usize,
     /// Bytes of stdout/stderr logged per instance per minute.
     pub output_cap: usize,
+    pub memory_gauges: MemoryGauges,
 }
 
 /// A linked component of one contract version.
@@ -193,6 +225,8 @@ impl WasmRunner {
             limits: Limits {
                 memory: s.memory_limit,
                 hit: false,
+                current: 0,
+                gauges: s.memory_gauges.clone(),
             },
         };
         let mut store = Store::new(&self.engine, state);

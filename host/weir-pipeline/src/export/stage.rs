@@ -549,6 +549,9 @@ fn register_gauges(stage: &Arc<ExportStage>, metrics: &Arc<Metrics>, labels: &Qu
         let cap = s.budget.capacity();
         set(&m.queue_size.get_or_create(&labels), items as u64);
         set(&m.queue_size_bytes.get_or_create(&labels), bytes);
+        if s.durable.is_none() {
+            m.add_queued_memory(bytes);
+        }
         set(&m.queue_capacity.get_or_create(&labels), cap.items as u64);
         set(&m.queue_capacity_bytes.get_or_create(&labels), cap.bytes);
         if let Some(d) = &s.durable {
