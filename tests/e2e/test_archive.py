@@ -50,7 +50,7 @@ from otlp_helpers import (
     weir_bin,
 )
 
-SCHEMA_VERSION = b"1"
+SCHEMA_VERSION = b"2"
 
 
 def _parquet_exporter_supported() -> tuple[bool, str]:
@@ -174,7 +174,6 @@ def make_logs():
 def expected_span_row(resource, scope, s: trace_pb2.Span) -> dict:
     return {
         "Timestamp": s.start_time_unix_nano,
-        "EndTimestamp": s.end_time_unix_nano,
         "Duration": s.end_time_unix_nano - s.start_time_unix_nano,
         "TraceId": s.trace_id,
         "SpanId": s.span_id,
@@ -276,8 +275,12 @@ def test_sdk_spans_and_logs_read_back_intact(start_weir, tmp_path):
                     q3.trace_id.hex().upper(), q3.end_time_unix_nano - q3.start_time_unix_nano, date, int(hour))]
 
     # Every field of every span, exactly (pyarrow, nanosecond timestamps).
-    rows = {r["SpanId"]: r for r in read_archive_rows(root, "traces")}
+    in_file_order = read_archive_rows(root, "traces")
+    rows = {r["SpanId"]: r for r in in_file_order}
     assert len(rows) == 7
+    # Rows are sorted by (service, resource, trace id, start time) within a batch.
+    keys = [(r["ServiceName"], r["TraceId"], r["Timestamp"]) for r in in_file_order]
+    assert keys == sorted(keys)
     for resource, scope, s in encoded:
         row = rows[s.span_id]
         assert (str(row["date"]), f"{int(row['hour']):02d}") == utc_partition(s.start_time_unix_nano)
