@@ -414,3 +414,45 @@ async fn object_store_objects_appear_only_when_complete() {
             .contains("weir_archive_files_finished_total{exporter=\"s3\",signal=\"logs\"} 1")
     );
 }
+
+/// A batch whose last span (in sort order) has an attribute key that is not
+/// UTF-8: found only when its chunk is built, after earlier chunks were stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_tail_is_a_partial_success() {
+    let n = crate::CHUNK_ROWS + 76;
+    let spans = (0..n)
+        .map(|i| Span {
+            trace_id: (i as u128 + 1).to_be_bytes().to_vec(),
+            span_id: rand::random::<[u8; 8]>().to_vec(),
+            start_time_unix_nano: T0,
+            end_time_unix_nano: T0 + 1000,
+            attributes: vec![kv(if i == n - 1 { "BADKEY" } else { "k" }, "v")],
+            ..Default::default()
+        })
+        .collect();
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut payload = req.encode_to_vec();
+    let at = payload
+        .windows(6)
+        .position(|w| w == b"BADKEY")
+        .expect("the key is in the payload");
+    payload[at] = 0xff;
+    let batch = Batch::new(Signal::Traces, Bytes::from(payload), n);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = ParquetArchive::new("archive", &config(dir.path()), &Metrics::new()).expect("archive");
+    let outcome = archive.export(&batch).await.expect("a partial success");
+    assert_eq!(outcome.rejected, 76);
+    let message = outcome.message.unwrap_or_default();
+    assert!(message.contains("76 spans not archived"), "{message}");
+    archive.shutdown().await;
+    assert_eq!(rows_in(dir.path()), crate::CHUNK_ROWS);
+}
