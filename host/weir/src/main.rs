@@ -1,5 +1,6 @@
 //! The `weir` command: run pipelines, or validate a config file.
 
+mod allocator;
 mod demo;
 mod embedded;
 mod plugin_new;
@@ -147,6 +148,7 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     weir_wasm::embedded::register(embedded::EMBEDDED);
     tracing_subscriber::fmt()
