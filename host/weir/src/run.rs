@@ -107,6 +107,7 @@ async fn serve(config: Config, source: Source, demo: bool) -> anyhow::Result<()>
             }
         )
     })?;
+    crate::allocator::steady();
     warn_if_fd_limit_is_low(&topology, admin_config.max_connections);
     let demo_target = topology
         .listener_addrs()

@@ -229,7 +229,10 @@ impl Controller {
                 return Some(Outcome::Failure);
             }
         };
-        match t.apply(new).await {
+        crate::allocator::compiling();
+        let applied = t.apply(new).await;
+        crate::allocator::steady();
+        match applied {
             Ok(report) => {
                 result.report = report;
                 self.running = Some(hash);
