@@ -375,3 +375,12 @@ def test_four_plugin_chain(start_weir, sink, other_sinks, plugin_cache_dir):
     for p in plugins:
         assert m.sum("weir_plugin_calls_total", plugin=p, outcome="ok") == 4, f"{p}\n{m}"
     assert m.sum("weir_plugin_items_in_total", plugin="route") == 160 - dropped, str(m)
+    # Memory by part: each plugin's live instances, their total, the compiled code,
+    # and the whole process, which holds them.
+    per_plugin = {p: m.sum("weir_plugin_memory_bytes", plugin=p) for p in plugins}
+    assert all(v >= 64 * 1024 for v in per_plugin.values()), per_plugin
+    parts = {s.labels["part"]: s.value for s in m.samples if s.name == "weir_memory_bytes"}
+    assert parts["plugin_instances"] == sum(per_plugin.values()), (parts, per_plugin)
+    assert parts["plugin_code"] > 100_000, parts
+    assert parts["resident"] > parts["plugin_instances"] + parts["plugin_code"], parts
+    assert parts["queued"] >= 0, parts

@@ -22,7 +22,7 @@ use weir_plugin_contract::Shape;
 use weir_plugin_sdk::{AttributeTable, BatchAccess, Changes, Column, Field, Level, Signal};
 
 use crate::decoded::TreeBatch;
-use crate::wire::WireBatch;
+use crate::wire::{LazyWire, WireBatch};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BatchError {
@@ -44,7 +44,7 @@ pub struct Applied {
 pub struct HostBatch(Repr);
 
 enum Repr {
-    Wire(WireBatch),
+    Wire(Box<LazyWire>),
     Tree(TreeBatch),
 }
 
@@ -55,23 +55,27 @@ fn decoded_only() -> bool {
     *DECODED.get_or_init(|| std::env::var_os("WEIR_PLUGIN_BATCH").is_some_and(|v| v == "decoded"))
 }
 
+/// Runs `$e` on either form (the wire form indexed on first use).
 macro_rules! both {
     ($self:expr, $b:ident => $e:expr) => {
         match $self {
-            Repr::Wire($b) => $e,
+            Repr::Wire(lazy) => {
+                let $b = lazy.get();
+                $e
+            }
             Repr::Tree($b) => $e,
         }
     };
 }
 
 impl HostBatch {
-    /// Prepares a pipeline batch for plugins: traces and logs are indexed on the
-    /// wire (framing checked), metrics decoded.
+    /// Prepares a pipeline batch for plugins: traces and logs stay on the wire
+    /// (indexed when a plugin first asks something), metrics are decoded.
     pub fn decode(batch: &Batch) -> Result<Self, BatchError> {
         match batch.signal {
-            weir_pipeline::Signal::Traces | weir_pipeline::Signal::Logs if !decoded_only() => Ok(HostBatch(
-                Repr::Wire(WireBatch::build(batch.signal, batch.payload.clone())?),
-            )),
+            weir_pipeline::Signal::Traces | weir_pipeline::Signal::Logs if !decoded_only() => {
+                Ok(HostBatch(Repr::Wire(Box::new(LazyWire::new(batch)))))
+            }
             _ => Self::decode_tree(batch),
         }
     }
@@ -82,7 +86,10 @@ impl HostBatch {
     }
 
     pub fn items(&self) -> usize {
-        both!(&self.0, b => b.items())
+        match &self.0 {
+            Repr::Wire(lazy) => lazy.items(),
+            Repr::Tree(b) => b.items(),
+        }
     }
 
     /// The batch's signal and entity counts, which a plugin's changes are checked against.
@@ -107,20 +114,34 @@ impl HostBatch {
     /// Every change is checked ([`weir_plugin_contract::check_changes`])
     /// before anything is mutated.
     pub fn apply(&mut self, changes: Changes) -> Result<Applied, BatchError> {
-        if let Repr::Wire(w) = &self.0
-            && changes.replace.is_none()
-            && w.edits_most(&changes)
-        {
-            // Most items edited: decode the whole batch once, from here on.
-            self.0 = Repr::Tree(w.to_tree()?);
+        if changes.is_empty() {
+            return Ok(Applied::default());
         }
-        both!(&mut self.0, b => b.apply(changes))
+        if let Repr::Wire(lazy) = &mut self.0 {
+            let w = lazy.get_mut()?;
+            // Most items edited: decode the whole batch once, from here on.
+            let decoded = if changes.replace.is_none() && w.edits_most(&changes) {
+                Some(w.to_tree()?)
+            } else {
+                None
+            };
+            if let Some(tree) = decoded {
+                self.0 = Repr::Tree(tree);
+            }
+        }
+        match &mut self.0 {
+            Repr::Wire(lazy) => lazy.get_mut()?.apply(changes),
+            Repr::Tree(b) => b.apply(changes),
+        }
     }
 
     /// The result: one batch per route name used (`None` = default route), with
     /// the original bytes when nothing changed.
     pub fn finish(self) -> Vec<(Option<String>, Batch)> {
-        both!(self.0, b => b.finish())
+        match self.0 {
+            Repr::Wire(lazy) => lazy.finish(),
+            Repr::Tree(b) => b.finish(),
+        }
     }
 }
 
@@ -138,12 +159,16 @@ impl BatchAccess for HostBatch {
     }
 
     fn len(&self) -> u32 {
-        u32::try_from(self.items()).unwrap_or(u32::MAX)
+        let items = match &self.0 {
+            Repr::Wire(lazy) => lazy.get().items(),
+            Repr::Tree(b) => b.items(),
+        };
+        u32::try_from(items).unwrap_or(u32::MAX)
     }
 
     fn count(&self, level: Level) -> u32 {
         match &self.0 {
-            Repr::Wire(b) => u32::try_from(b.index().count(level)).unwrap_or(u32::MAX),
+            Repr::Wire(lazy) => u32::try_from(lazy.get().index().count(level)).unwrap_or(u32::MAX),
             Repr::Tree(b) => b.count(level),
         }
     }
@@ -188,7 +213,10 @@ impl BatchAccess for HostBatch {
     }
 
     fn to_otlp(&self) -> Vec<u8> {
-        both!(&self.0, b => b.to_otlp())
+        match &self.0 {
+            Repr::Wire(lazy) => lazy.to_otlp(),
+            Repr::Tree(b) => b.to_otlp(),
+        }
     }
 }
 

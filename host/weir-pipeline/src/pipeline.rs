@@ -292,3 +292,48 @@ pub async fn commit(deliveries: Vec<Delivery>) -> Result<(), Refusal> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Sleepy(Duration);
+
+    impl BatchProcessor for Sleepy {
+        fn process(&self, batch: Batch) -> Result<Processed, Rejection> {
+            std::thread::sleep(self.0);
+            Ok(Processed {
+                outputs: vec![(None, batch)],
+                dropped: Vec::new(),
+            })
+        }
+    }
+
+    fn batch(items: usize) -> Batch {
+        Batch::new(Signal::Traces, bytes::Bytes::new(), items)
+    }
+
+    #[test]
+    fn small_batches_run_inline_until_a_run_is_slow() {
+        let p = Processor::new(Arc::new(Sleepy(Duration::ZERO)));
+        assert!(
+            !p.inline(&batch(10)),
+            "the first second goes to the threads (instances warm up)"
+        );
+        p.threads_until_ms.store(0, Ordering::Relaxed);
+        assert!(p.inline(&batch(10)));
+        assert!(
+            !p.inline(&batch(INLINE_MAX_ITEMS + 1)),
+            "large batches go to the threads"
+        );
+        p.run(batch(10)).expect("runs");
+        assert!(p.inline(&batch(10)), "a fast run changes nothing");
+
+        let slow = Processor::new(Arc::new(Sleepy(INLINE_MAX_RUN * 2)));
+        slow.threads_until_ms.store(0, Ordering::Relaxed);
+        slow.run(batch(10)).expect("runs");
+        assert!(!slow.inline(&batch(10)), "after a slow run, the threads");
+        let until = slow.threads_until_ms.load(Ordering::Relaxed);
+        assert!(until >= THREADS_AFTER_SLOW.as_millis() as u64, "{until}");
+    }
+}

@@ -12,7 +12,10 @@
 
 mod apply;
 mod encode;
+mod lazy;
 mod read;
+
+pub use lazy::LazyWire;
 
 use bytes::Bytes;
 use weir_otlp::wire::{Fields, Value};
@@ -84,6 +87,25 @@ const SPAN_EVENTS: u32 = 11;
 const SPAN_LINKS: u32 = 13;
 
 impl WireBatch {
+    /// A batch without entities.
+    pub fn empty(signal: Signal) -> Self {
+        WireBatch {
+            signal,
+            buf: Bytes::new(),
+            changed: false,
+            resources: Vec::new(),
+            scopes: Vec::new(),
+            items: Vec::new(),
+            events: Vec::new(),
+            first_event: vec![0],
+            links: Vec::new(),
+            first_link: vec![0],
+            index: Index::default(),
+            routes: Vec::new(),
+            route_names: Vec::new(),
+        }
+    }
+
     /// Indexes a traces or logs request (framing checked down to the items).
     pub fn build(signal: Signal, buf: Bytes) -> Result<Self, BatchError> {
         let mut b = WireBatch {
@@ -197,10 +219,6 @@ impl WireBatch {
             Body::Range(a, b) => self.buf.get(*a as usize..*b as usize).unwrap_or(&[]),
             Body::Owned(v) => v,
         }
-    }
-
-    pub fn signal(&self) -> Signal {
-        self.signal
     }
 
     pub fn items(&self) -> usize {

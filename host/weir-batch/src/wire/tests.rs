@@ -479,7 +479,34 @@ fn a_change_list_editing_most_items_decodes_the_batch_once() {
 }
 
 #[test]
-fn a_request_that_is_not_protobuf_is_refused() {
-    let hb = HostBatch::decode(&Batch::new(Signal::Traces, vec![0x0a, 0x05, 1].into(), 1));
-    assert!(hb.is_err());
+fn a_request_that_is_not_protobuf_reads_empty_passes_through_and_refuses_changes() {
+    let bytes = bytes::Bytes::from_static(&[0x0a, 0x05, 1]);
+    let mut hb = HostBatch::decode(&Batch::new(Signal::Traces, bytes.clone(), 1)).expect("lazy");
+    assert_eq!(hb.count(Level::Item), 0);
+    let edit = Changes {
+        drops: vec![0],
+        ..Changes::default()
+    };
+    assert!(matches!(hb.apply(edit), Err(crate::BatchError::Decode(_))));
+    assert!(
+        hb.apply(Changes::default()).is_ok(),
+        "no changes: nothing to refuse"
+    );
+    let out = hb.finish();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.payload, bytes, "untouched, as it came");
+}
+
+#[test]
+fn a_batch_nobody_reads_is_not_even_indexed() {
+    let mut rng = Rng(9);
+    let bytes = bytes::Bytes::from(traces(&mut rng));
+    let hb = HostBatch::decode(&Batch::new(Signal::Traces, bytes.clone(), 3)).expect("lazy");
+    let crate::Repr::Wire(lazy) = &hb.0 else {
+        panic!("traces stay on the wire")
+    };
+    assert_eq!(lazy.items(), 3, "the receiver's count, nothing walked");
+    let out = hb.finish();
+    assert_eq!(out[0].1.payload.as_ptr(), bytes.as_ptr());
+    assert_eq!(out[0].1.items, 3);
 }
