@@ -45,7 +45,7 @@ pub struct HostBatch(Repr);
 
 enum Repr {
     Wire(Box<LazyWire>),
-    Tree(TreeBatch),
+    Tree(Box<TreeBatch>),
 }
 
 /// `WEIR_PLUGIN_BATCH=decoded` makes traces and logs use the decoded form too:
@@ -82,7 +82,7 @@ impl HostBatch {
 
     /// The decoded form whatever the signal (tests and benchmarks compare the forms).
     pub fn decode_tree(batch: &Batch) -> Result<Self, BatchError> {
-        Ok(HostBatch(Repr::Tree(TreeBatch::decode(batch)?)))
+        Ok(HostBatch(Repr::Tree(Box::new(TreeBatch::decode(batch)?))))
     }
 
     pub fn items(&self) -> usize {
@@ -126,7 +126,7 @@ impl HostBatch {
                 None
             };
             if let Some(tree) = decoded {
-                self.0 = Repr::Tree(tree);
+                self.0 = Repr::Tree(Box::new(tree));
             }
         }
         match &mut self.0 {
