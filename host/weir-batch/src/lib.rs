@@ -149,7 +149,7 @@ impl BatchAccess for HostBatch {
     fn signal(&self) -> Signal {
         let signal = match &self.0 {
             Repr::Wire(b) => b.signal(),
-            Repr::Tree(b) => return BatchAccess::signal(b),
+            Repr::Tree(b) => return BatchAccess::signal(&**b),
         };
         match signal {
             weir_pipeline::Signal::Traces => Signal::Traces,
