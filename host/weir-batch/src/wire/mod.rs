@@ -108,21 +108,7 @@ impl WireBatch {
 
     /// Indexes a traces or logs request (framing checked down to the items).
     pub fn build(signal: Signal, buf: Bytes) -> Result<Self, BatchError> {
-        let mut b = WireBatch {
-            signal,
-            buf: Bytes::new(),
-            changed: false,
-            resources: Vec::new(),
-            scopes: Vec::new(),
-            items: Vec::new(),
-            events: Vec::new(),
-            first_event: vec![0],
-            links: Vec::new(),
-            first_link: vec![0],
-            index: Index::default(),
-            routes: Vec::new(),
-            route_names: Vec::new(),
-        };
+        let mut b = WireBatch::empty(signal);
         let mut request = Fields::new(&buf);
         while let Some(field) = request.next_field() {
             let (number, value, at) = field.map_err(malformed)?;
