@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
+import time
 
 import grpc
 import pytest
@@ -256,3 +257,47 @@ def test_chatty_plugin_output_is_capped(start_weir, sink, plugin_cache_dir):
     assert "misbehave" not in w.stdout(), "plugin output leaked onto weir's own stdout"
     m = w.metrics()
     assert m.sum("weir_plugin_calls_total", outcome="ok", **LABELS) == 3, str(m)
+
+
+def test_plugin_output_and_traps_on_the_receiving_task(start_weir, sink, plugin_cache_dir):
+    """After its first second a fast chain runs on the task that received the
+    request, not on a processing thread. A plugin printing (one line to each
+    stream per batch) or trapping (Rust prints the panic message to stderr)
+    calls WASI there; that must neither break the connection nor lose a span.
+    Regression: wasmtime-wasi's sync bindings panicked the receiving task
+    ("cannot start a runtime from within a runtime") and the client saw its
+    connection closed with no answer."""
+    plugins = {
+        "chatty": {"wasm": "misbehave", "on_error": "reject", "instances": 1,
+                   "config": {"mode": "chatty", "lines": 1}},
+        "trapper": {"wasm": "misbehave", "on_error": "pass", "instances": 1,
+                    "config": {"mode": "trap", "every": 3}},
+    }
+    config = plugin_config_template(plugins, pipelines={"traces": {"plugins": ["chatty", "trapper"]}},
+                                    cache_dir=plugin_cache_dir)
+    w = start_weir(config_text=config)
+    time.sleep(1.5)  # past the start-up window, in which every batch goes to the threads
+    reqs = [make_trace_request(3, name_prefix=f"inline{i}") for i in range(12)]
+    for i, r in enumerate(reqs):
+        if i % 2:
+            assert export_grpc(w, r) == grpc.StatusCode.OK
+        else:
+            resp = w.post("traces", r.SerializeToString())
+            assert resp.status_code == 200, resp.content[:300]
+    assert_delivered_unchanged_names(sink, reqs)
+    log = w.stderr()
+    # The plugin's own panic message is logged as its stderr; weir's must not appear.
+    host_panics = [l for l in log.splitlines() if "panicked" in l and "weir::plugin" not in l]
+    assert not host_panics, "\n".join(host_panics)
+    assert len([l for l in log.splitlines() if 'stream="stdout"' in l and "misbehave stdout line 0" in l]) == 12
+    m = w.metrics()
+    assert m.sum("weir_plugin_calls_total", outcome="trap", pipeline="traces", plugin="trapper") == 4, str(m)
+
+
+def assert_delivered_unchanged_names(sink, sent_requests) -> None:
+    """Every sent span arrived once (the chatty plugin changes nothing; the trapping
+    one's policy is pass)."""
+    sent = sorted(s.name for req in sent_requests for rs in req.resource_spans
+                  for ss in rs.scope_spans for s in ss.spans)
+    got = sorted(r.span.name for r in sink.wait_for_spans(len(sent)))
+    assert got == sent

@@ -280,11 +280,11 @@ mod tests {
     struct Doubler;
 
     impl BatchProcessor for Doubler {
-        fn process(&self, batch: Batch) -> Result<Processed, crate::Rejection> {
-            Ok(Processed {
+        fn process(&self, batch: Batch) -> crate::ProcessFuture<'_> {
+            Box::pin(std::future::ready(Ok(Processed {
                 outputs: vec![(None, batch.clone()), (None, batch)],
                 dropped: Vec::new(),
-            })
+            })))
         }
     }
 

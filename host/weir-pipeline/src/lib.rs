@@ -22,5 +22,5 @@ pub use export::{ExportError, ExportOutcome, ExportStage, Exporter, StageSetting
 pub use ingest::{Ingest, Replaced, SubmitError};
 pub use metrics::Metrics;
 pub use pipeline::{Delivery, Pipeline, PipelineReservation};
-pub use process::{BatchProcessor, Processed, Rejection};
+pub use process::{BatchProcessor, ProcessFuture, Processed, Rejection};
 pub use signal::Signal;

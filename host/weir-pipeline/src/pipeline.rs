@@ -54,9 +54,9 @@ impl Processor {
     }
 
     /// Runs the chain, noting a slow run.
-    fn run(&self, batch: Batch) -> Result<Processed, Rejection> {
+    async fn run(&self, batch: Batch) -> Result<Processed, Rejection> {
         let started = Instant::now();
-        let out = self.chain.process(batch);
+        let out = self.chain.process(batch).await;
         if started.elapsed() > INLINE_MAX_RUN {
             let until = self
                 .now_ms()
@@ -169,7 +169,7 @@ impl Pipeline {
             });
         };
         let processed = if p.inline(&batch) {
-            p.run(batch)?
+            p.run(batch).await?
         } else {
             self.on_thread(p, batch).await?
         };
@@ -197,8 +197,9 @@ impl Pipeline {
             .acquire_owned()
             .await
             .map_err(|_| fail("the processing workers are closed".into()))?;
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let out = p.run(batch);
+            let out = runtime.block_on(p.run(batch));
             drop(worker);
             out
         })
@@ -300,12 +301,12 @@ mod tests {
     struct Sleepy(Duration);
 
     impl BatchProcessor for Sleepy {
-        fn process(&self, batch: Batch) -> Result<Processed, Rejection> {
+        fn process(&self, batch: Batch) -> crate::ProcessFuture<'_> {
             std::thread::sleep(self.0);
-            Ok(Processed {
+            Box::pin(std::future::ready(Ok(Processed {
                 outputs: vec![(None, batch)],
                 dropped: Vec::new(),
-            })
+            })))
         }
     }
 
@@ -313,8 +314,8 @@ mod tests {
         Batch::new(Signal::Traces, bytes::Bytes::new(), items)
     }
 
-    #[test]
-    fn small_batches_run_inline_until_a_run_is_slow() {
+    #[tokio::test]
+    async fn small_batches_run_inline_until_a_run_is_slow() {
         let p = Processor::new(Arc::new(Sleepy(Duration::ZERO)));
         assert!(
             !p.inline(&batch(10)),
@@ -326,12 +327,12 @@ mod tests {
             !p.inline(&batch(INLINE_MAX_ITEMS + 1)),
             "large batches go to the threads"
         );
-        p.run(batch(10)).expect("runs");
+        p.run(batch(10)).await.expect("runs");
         assert!(p.inline(&batch(10)), "a fast run changes nothing");
 
         let slow = Processor::new(Arc::new(Sleepy(INLINE_MAX_RUN * 2)));
         slow.threads_until_ms.store(0, Ordering::Relaxed);
-        slow.run(batch(10)).expect("runs");
+        slow.run(batch(10)).await.expect("runs");
         assert!(!slow.inline(&batch(10)), "after a slow run, the threads");
         let until = slow.threads_until_ms.load(Ordering::Relaxed);
         assert!(until >= THREADS_AFTER_SLOW.as_millis() as u64, "{until}");

@@ -1,6 +1,8 @@
 //! The processing step between admission and export: a pipeline's plugin chain
 //! implements [`BatchProcessor`]; this crate only knows the trait.
 
+use futures::future::BoxFuture;
+
 use crate::Batch;
 
 /// The result of processing one batch.
@@ -25,8 +27,11 @@ pub enum Rejection {
     Invalid(String),
 }
 
-/// Runs on a blocking thread (plugins may take milliseconds); must not block on
-/// async work.
+/// A batch's processing, as a future: small batches run it on the task that
+/// received them (so it must not block; a plugin's WASI calls wait by
+/// awaiting), others under `block_on` on a processing thread.
+pub type ProcessFuture<'a> = BoxFuture<'a, Result<Processed, Rejection>>;
+
 pub trait BatchProcessor: Send + Sync + 'static {
-    fn process(&self, batch: Batch) -> Result<Processed, Rejection>;
+    fn process(&self, batch: Batch) -> ProcessFuture<'_>;
 }

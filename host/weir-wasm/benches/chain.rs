@@ -149,7 +149,7 @@ fn chain(runtime: &PluginRuntime, native: bool, only: Option<&str>) -> weir_wasm
                 name: (*name).into(),
                 policy: FailurePolicy::Pass,
                 runner: runtime
-                    .load(name, &plugin(source, cfg), &here)
+                    .load_blocking(name, &plugin(source, cfg), &here)
                     .expect("plugin loads"),
             }
         })
@@ -161,6 +161,11 @@ fn bench(c: &mut Criterion) {
     let metrics = Metrics::new();
     let runtime = PluginRuntime::new(&metrics, None).expect("engine");
     let here = std::env::current_dir().expect("cwd");
+    // Plugins run as futures (async stores); weir awaits them on a worker.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
 
     let empty = Batch::new(Signal::Traces, Bytes::new(), 0);
     let mut group = c.benchmark_group("call");
@@ -171,11 +176,13 @@ fn bench(c: &mut Criterion) {
         },
         "mode = \"ok\"",
     );
-    let wasm: Arc<dyn Runner> = runtime.load("ok", &misbehave, &here).expect("misbehave plugin");
+    let wasm: Arc<dyn Runner> = runtime
+        .load_blocking("ok", &misbehave, &here)
+        .expect("misbehave plugin");
     group.bench_function("empty-batch/wasm", |b| {
         b.iter(|| {
             let tree = weir_batch::HostBatch::decode(&empty).expect("decode");
-            black_box(wasm.run(tree))
+            black_box(rt.block_on(wasm.run(tree)))
         })
     });
     // The same plugin returning at once: enter, hand over the batch, return,
@@ -187,11 +194,13 @@ fn bench(c: &mut Criterion) {
         },
         "mode = \"noop\"",
     );
-    let noop: Arc<dyn Runner> = runtime.load("noop", &noop, &here).expect("misbehave plugin");
+    let noop: Arc<dyn Runner> = runtime
+        .load_blocking("noop", &noop, &here)
+        .expect("misbehave plugin");
     group.bench_function("empty-batch/wasm-noop", |b| {
         b.iter(|| {
             let tree = weir_batch::HostBatch::decode(&empty).expect("decode");
-            black_box(noop.run(tree))
+            black_box(rt.block_on(noop.run(tree)))
         })
     });
     group.bench_function("empty-batch/decode-only", |b| {
@@ -205,10 +214,10 @@ fn bench(c: &mut Criterion) {
     let wasm_chain = chain(&runtime, false, None);
     let native_chain = chain(&runtime, true, None);
     group.bench_function("wasm", |b| {
-        b.iter(|| black_box(wasm_chain.process(batch.clone()).expect("ok")))
+        b.iter(|| black_box(rt.block_on(wasm_chain.process(batch.clone())).expect("ok")))
     });
     group.bench_function("native", |b| {
-        b.iter(|| black_box(native_chain.process(batch.clone()).expect("ok")))
+        b.iter(|| black_box(rt.block_on(native_chain.process(batch.clone())).expect("ok")))
     });
     group.finish();
 
@@ -221,7 +230,7 @@ fn bench(c: &mut Criterion) {
             let one = chain(&runtime, native, Some(name));
             let id = format!("{name}/{}", if native { "native" } else { "wasm" });
             group.bench_function(id, |b| {
-                b.iter(|| black_box(one.process(batch.clone()).expect("ok")))
+                b.iter(|| black_box(rt.block_on(one.process(batch.clone())).expect("ok")))
             });
         }
     }

@@ -12,6 +12,7 @@ wasmtime::component::bindgen!({
     world: "plugin",
     with: { "weir:plugin/types.batch": BatchEntry },
     imports: { default: trappable },
+    exports: { default: async },
 });
 
 use weir::plugin::types as wit;

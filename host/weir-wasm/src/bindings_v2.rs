@@ -15,6 +15,7 @@ wasmtime::component::bindgen!({
     world: "plugin",
     with: { "weir:plugin/types.batch": crate::bindings::BatchEntry },
     imports: { default: trappable },
+    exports: { default: async },
 });
 
 use weir::plugin::types as wit;

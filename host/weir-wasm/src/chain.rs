@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use weir_batch::HostBatch as Tree;
 use weir_pipeline::config::FailurePolicy;
-use weir_pipeline::{Batch, BatchProcessor, Processed, Rejection};
+use weir_pipeline::{Batch, BatchProcessor, ProcessFuture, Processed, Rejection};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -90,7 +90,18 @@ impl PluginChain {
 }
 
 impl BatchProcessor for PluginChain {
-    fn process(&self, batch: Batch) -> Result<Processed, Rejection> {
+    fn process(&self, batch: Batch) -> ProcessFuture<'_> {
+        Box::pin(self.run(batch))
+    }
+}
+
+impl PluginChain {
+    /// [`BatchProcessor::process`] for commands and benchmarks without a runtime.
+    pub fn process_blocking(&self, batch: Batch) -> Result<Processed, Rejection> {
+        crate::block_on(self.run(batch))
+    }
+
+    async fn run(&self, batch: Batch) -> Result<Processed, Rejection> {
         let mut tree = Tree::decode(&batch).map_err(|e| Rejection::Invalid(e.to_string()))?;
         let mut dropped = Vec::new();
         for (link, lm) in self.links.iter().zip(&self.link_metrics) {
@@ -105,7 +116,7 @@ impl BatchProcessor for PluginChain {
             };
             let items_in = tree.items();
             let started = Instant::now();
-            let (back, result) = link.runner.run(tree);
+            let (back, result) = link.runner.run(tree).await;
             lm.duration.observe(started.elapsed().as_secs_f64());
             let Some(back) = back else {
                 return Err(Rejection::Plugin {

@@ -22,6 +22,10 @@ pub const MAX_PLUGIN_MEMORY: usize = 1 << 30;
 
 fn config(pooling: bool) -> Config {
     let mut c = Config::new();
+    // Plugins are called async (runner.rs): a chain runs on the task that
+    // received the batch, where wasmtime-wasi's sync bindings would block on
+    // a runtime inside the runtime (and panic). The per-call deadline stays
+    // an epoch trap.
     c.wasm_component_model(true).epoch_interruption(true);
     // WEIR_PERF_MAP=1 writes /tmp/perf-<pid>.map, so `perf report` names the
     // functions of plugins (docs/plugins.md, "Profiling a plugin").
@@ -33,6 +37,8 @@ fn config(pooling: bool) -> Config {
         p.total_component_instances(512)
             .total_core_instances(1024)
             .total_memories(1024)
+            // One fiber stack per call in flight (each instance makes one at a time).
+            .total_stacks(512)
             .total_tables(1024)
             .max_memory_size(MAX_PLUGIN_MEMORY)
             .table_elements(100_000);

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 pub use chain::{ChainLink, PluginChain};
 pub use engine::sha256_hex;
 pub use metrics::PluginMetrics;
@@ -84,10 +86,15 @@ impl Failure {
     }
 }
 
-/// Runs one plugin over one batch: gives the batch back (unchanged) with the
-/// changes the plugin queued, or how it failed.
+/// What a plugin call gives back: the batch (unchanged) with the changes the
+/// plugin queued, or how it failed.
+pub type RunOutcome = (Option<Tree>, Result<Changes, Failure>);
+
+/// Runs one plugin over one batch. A future because plugins run in async
+/// stores: a chain on a receiving task must never block it, and a plugin's
+/// WASI calls (stdout, clocks) wait by awaiting, on a worker or on a thread.
 pub trait Runner: Send + Sync {
-    fn run(&self, tree: Tree) -> (Option<Tree>, Result<Changes, Failure>);
+    fn run(&self, tree: Tree) -> BoxFuture<'_, RunOutcome>;
 
     /// Instances alive now (idle and in use); native plugins have one.
     fn instances(&self) -> usize {
@@ -96,7 +103,7 @@ pub trait Runner: Send + Sync {
 }
 
 impl<R: Runner + ?Sized> Runner for Box<R> {
-    fn run(&self, tree: Tree) -> (Option<Tree>, Result<Changes, Failure>) {
+    fn run(&self, tree: Tree) -> BoxFuture<'_, RunOutcome> {
         (**self).run(tree)
     }
 
@@ -207,19 +214,30 @@ impl PluginRuntime {
     }
 
     /// Loads, compiles, links and initialises one plugin (one instance is
-    /// created and its `init` run, so a bad config is reported here).
-    pub fn load(
+    /// created and its `init` run, so a bad config is reported here). For
+    /// commands without a runtime (`weir validate`); never on a runtime worker.
+    pub fn load_blocking(
         &self,
         name: &str,
         config: &PluginConfig,
         base_dir: &Path,
     ) -> Result<Arc<dyn Runner>, RuntimeError> {
         let source = WasmSource::read(config, base_dir)?;
-        self.load_source(name, config, source)
+        self.load_source_blocking(name, config, source)
     }
 
-    /// [`PluginRuntime::load`] with the file already read.
-    pub fn load_source(
+    /// [`PluginRuntime::load_source`] for commands without a runtime.
+    pub fn load_source_blocking(
+        &self,
+        name: &str,
+        config: &PluginConfig,
+        source: Option<WasmSource>,
+    ) -> Result<Arc<dyn Runner>, RuntimeError> {
+        block_on(self.load_source(name, config, source))
+    }
+
+    /// Loads one plugin with its file already read (see [`PluginRuntime::load_blocking`]).
+    pub async fn load_source(
         &self,
         name: &str,
         config: &PluginConfig,
@@ -257,7 +275,9 @@ impl PluginRuntime {
                 total: self.metrics.instances_memory.clone(),
             },
         };
-        Ok(Arc::new(WasmRunner::new(&self.engine, &component, settings)?))
+        Ok(Arc::new(
+            WasmRunner::new(&self.engine, &component, settings).await?,
+        ))
     }
 
     /// Compiles `source` (or loads it from the caches), so that a later load
@@ -305,6 +325,13 @@ impl PluginRuntime {
     pub fn chain(&self, pipeline: &str, links: Vec<ChainLink>) -> PluginChain {
         PluginChain::new(pipeline, links, self.metrics.clone())
     }
+}
+
+/// Runs a plugin future to completion where there is no runtime to await it
+/// on (commands, benchmarks): on the thread's runtime if it has one and is
+/// not one of its workers, else on wasmtime-wasi's own.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    wasmtime_wasi::runtime::in_tokio(f)
 }
 
 /// Bytes of compiled code a component maps (counted while the runtime keeps it).

@@ -6,9 +6,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, PoisonError};
 
 use weir_batch::HostBatch as Tree;
-use weir_plugin_sdk::{Batch, Changes, Plugin};
+use weir_plugin_sdk::{Batch, Plugin};
 
-use crate::{Failure, Runner, RuntimeError};
+use futures::future::BoxFuture;
+
+use crate::{Failure, RunOutcome, Runner, RuntimeError};
 
 pub struct NativeRunner<P: Plugin> {
     config_json: String,
@@ -28,7 +30,14 @@ impl<P: Plugin> NativeRunner<P> {
 }
 
 impl<P: Plugin + Send> Runner for NativeRunner<P> {
-    fn run(&self, tree: Tree) -> (Option<Tree>, Result<Changes, Failure>) {
+    fn run(&self, tree: Tree) -> BoxFuture<'_, RunOutcome> {
+        // Native code has nothing to await: run it now.
+        Box::pin(std::future::ready(self.run_now(tree)))
+    }
+}
+
+impl<P: Plugin + Send> NativeRunner<P> {
+    fn run_now(&self, tree: Tree) -> RunOutcome {
         let popped = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut plugin = match popped {
             Some(p) => p,

@@ -7,18 +7,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use prometheus_client::metrics::gauge::Gauge;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 use weir_batch::HostBatch as Tree;
-use weir_plugin_sdk::{Changes, Signal};
+use weir_plugin_sdk::Signal;
 
 use crate::bindings::{BatchEntry, Plugin, PluginPre, State, weir::plugin::types as wit};
 use crate::bindings_v2 as v2;
 use crate::engine::TICK;
 use crate::stdio::LogOutput;
-use crate::{Failure, Runner, RuntimeError};
+use crate::{Failure, RunOutcome, Runner, RuntimeError};
 
 /// Memory cap of one instance; remembers whether it refused growth, so a trap
 /// that follows can be reported as "memory limit" rather than a plain trap.
@@ -103,14 +104,14 @@ enum Loaded {
 }
 
 impl Loaded {
-    fn init(&self, store: &mut Store<State>, config: &str) -> wasmtime::Result<Result<(), String>> {
+    async fn init(&self, store: &mut Store<State>, config: &str) -> wasmtime::Result<Result<(), String>> {
         match self {
-            Loaded::V1(p) => p.call_init(store, config),
-            Loaded::V2(p) => p.call_init(store, config),
+            Loaded::V1(p) => p.call_init(store, config).await,
+            Loaded::V2(p) => p.call_init(store, config).await,
         }
     }
 
-    fn process(
+    async fn process(
         &self,
         store: &mut Store<State>,
         signal: Signal,
@@ -121,18 +122,18 @@ impl Loaded {
             Loaded::V1(p) => {
                 let ctx = wit::Context { sequence };
                 let r = match signal {
-                    Signal::Traces => p.call_process_traces(store, batch, ctx),
-                    Signal::Logs => p.call_process_logs(store, batch, ctx),
-                    Signal::Metrics => p.call_process_metrics(store, batch, ctx),
+                    Signal::Traces => p.call_process_traces(store, batch, ctx).await,
+                    Signal::Logs => p.call_process_logs(store, batch, ctx).await,
+                    Signal::Metrics => p.call_process_metrics(store, batch, ctx).await,
                 };
                 r.map(|r| r.map_err(|e| e.message))
             }
             Loaded::V2(p) => {
                 let ctx = v2::weir::plugin::types::Context { sequence };
                 let r = match signal {
-                    Signal::Traces => p.call_process_traces(store, batch, ctx),
-                    Signal::Logs => p.call_process_logs(store, batch, ctx),
-                    Signal::Metrics => p.call_process_metrics(store, batch, ctx),
+                    Signal::Traces => p.call_process_traces(store, batch, ctx).await,
+                    Signal::Logs => p.call_process_logs(store, batch, ctx).await,
+                    Signal::Metrics => p.call_process_metrics(store, batch, ctx).await,
                 };
                 r.map(|r| r.map_err(|e| e.message))
             }
@@ -178,14 +179,14 @@ fn ticks(d: Duration) -> u64 {
 impl WasmRunner {
     /// Links the component and creates one instance, running `init` with the
     /// plugin's config: a plugin that rejects its config fails here.
-    pub fn new(
+    pub async fn new(
         engine: &Engine,
         component: &wasmtime::component::Component,
         settings: WasmSettings,
     ) -> Result<Self, RuntimeError> {
         let mut linker: Linker<State> = Linker::new(engine);
         let link = |e: wasmtime::Error| RuntimeError::Link(format!("{e:#}"));
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         let version = contract_version(engine, component);
         let world = |e: wasmtime::Error| RuntimeError::Link(format!("weir:plugin@{version}: {e:#}"));
         let pre = if version == "0.2.0" {
@@ -204,7 +205,7 @@ impl WasmRunner {
             idle: Mutex::new(Vec::new()),
             live: Arc::new(AtomicUsize::new(0)),
         };
-        let first = runner.instantiate()?;
+        let first = runner.instantiate().await?;
         runner
             .idle
             .lock()
@@ -213,7 +214,7 @@ impl WasmRunner {
         Ok(runner)
     }
 
-    fn instantiate(&self) -> Result<Instance, RuntimeError> {
+    async fn instantiate(&self) -> Result<Instance, RuntimeError> {
         let s = &self.settings;
         let wasi = WasiCtxBuilder::new()
             .stdout(LogOutput::new(&s.name, "stdout", s.output_cap))
@@ -235,10 +236,10 @@ impl WasmRunner {
         store.set_epoch_deadline(ticks(s.timeout.max(Duration::from_secs(5))));
         let instantiate = |e: wasmtime::Error| RuntimeError::Instantiate(format!("{e:#}"));
         let plugin = match &self.pre {
-            Pre::V1(pre) => Loaded::V1(pre.instantiate(&mut store).map_err(instantiate)?),
-            Pre::V2(pre) => Loaded::V2(pre.instantiate(&mut store).map_err(instantiate)?),
+            Pre::V1(pre) => Loaded::V1(pre.instantiate_async(&mut store).await.map_err(instantiate)?),
+            Pre::V2(pre) => Loaded::V2(pre.instantiate_async(&mut store).await.map_err(instantiate)?),
         };
-        match plugin.init(&mut store, &s.config_json) {
+        match plugin.init(&mut store, &s.config_json).await {
             Ok(Ok(())) => {
                 self.live.fetch_add(1, Ordering::Relaxed);
                 Ok(Instance {
@@ -259,11 +260,17 @@ impl Runner for WasmRunner {
         self.live.load(Ordering::Relaxed)
     }
 
-    fn run(&self, tree: Tree) -> (Option<Tree>, Result<Changes, Failure>) {
+    fn run(&self, tree: Tree) -> BoxFuture<'_, RunOutcome> {
+        Box::pin(self.call(tree))
+    }
+}
+
+impl WasmRunner {
+    async fn call(&self, tree: Tree) -> RunOutcome {
         let popped = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut inst = match popped {
             Some(i) => i,
-            None => match self.instantiate() {
+            None => match self.instantiate().await {
                 Ok(i) => i,
                 Err(e) => return (Some(tree), Err(Failure::trap(format!("cannot instantiate: {e}")))),
             },
@@ -279,7 +286,7 @@ impl Runner for WasmRunner {
             Err(e) => return (None, Err(Failure::trap(format!("resource table: {e}")))),
         };
         let borrowed = wasmtime::component::Resource::<BatchEntry>::new_borrow(handle.rep());
-        let call = inst.plugin.process(&mut *store, signal, borrowed, inst.seq);
+        let call = inst.plugin.process(&mut *store, signal, borrowed, inst.seq).await;
         let memory_hit = store.data().limits.hit;
         let entry = store.data_mut().table.delete(handle);
         let Ok(entry) = entry else {

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use weir_pipeline::config::{self, FailurePolicy, PluginConfig, PluginSource};
-use weir_pipeline::{Batch, BatchProcessor, Metrics, Signal};
+use weir_pipeline::{Batch, Metrics, Signal};
 use weir_wasm::{ChainLink, PluginRuntime};
 
 pub struct Args {
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
         report_times(&chain, &batch, n.max(1), &timings, cache.as_deref())?;
     }
     let processed = chain
-        .process(batch)
+        .process_blocking(batch)
         .map_err(|e| anyhow::anyhow!("the batch was rejected: {e}"))?;
     let mut out = serde_json::Map::new();
     for (route, batch) in processed.outputs {
@@ -140,7 +140,7 @@ fn load_timed(
         runtime.prepare(s)?;
     }
     let compiled = std::time::Instant::now();
-    let runner = runtime.load_source(name, pc, source)?;
+    let runner = runtime.load_source_blocking(name, pc, source)?;
     let times = LoadTimes {
         name: name.to_string(),
         compile: compiled - started,
@@ -243,7 +243,7 @@ fn report_times(
     for _ in 0..n {
         let started = std::time::Instant::now();
         chain
-            .process(batch.clone())
+            .process_blocking(batch.clone())
             .map_err(|e| anyhow::anyhow!("the batch was rejected: {e}"))?;
         calls.push(started.elapsed());
     }

@@ -21,7 +21,7 @@ pub fn check(config: &Config, metrics: &Arc<Metrics>) -> Result<(), Vec<ConfigEr
         .iter()
         .filter_map(|(name, pc)| {
             runtime
-                .load(name, pc, &base)
+                .load_blocking(name, pc, &base)
                 .err()
                 .map(|e| ConfigError::new(format!("plugins.{name}"), e.to_string()))
         })

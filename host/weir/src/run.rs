@@ -95,6 +95,7 @@ async fn serve(config: Config, source: Source, demo: bool) -> anyhow::Result<()>
         connection_metrics.clone(),
         watch::plugin_base_dir(),
     )
+    .await
     .map_err(|errors| {
         anyhow::anyhow!(
             "{}",

@@ -95,7 +95,7 @@ struct Built {
 impl Topology {
     /// Builds and starts everything `config` describes. `failures` reports a
     /// listener that stopped serving unexpectedly.
-    pub fn start(
+    pub async fn start(
         config: Config,
         metrics: Arc<Metrics>,
         connections: ConnectionMetrics,
@@ -127,7 +127,7 @@ impl Topology {
             workers: Arc::new(Semaphore::new(workers)),
             decode: DecodePool::default(),
         };
-        topology.build_and_swap(config, Duration::ZERO)?;
+        topology.build_and_swap(config, Duration::ZERO).await?;
         Ok((topology, failures))
     }
 
@@ -159,7 +159,7 @@ impl Topology {
     pub async fn apply(&mut self, new: Config) -> Result<Report, Vec<ConfigError>> {
         let mut report = Report::between(&self.config, &new);
         let grace = new.service.shutdown_grace.0;
-        let quiesce = self.build_and_swap(new, grace)?;
+        let quiesce = self.build_and_swap(new, grace).await?;
         report.plugins_rebuilt(&quiesce.bytes_changed);
         report.restart_required.extend(quiesce.restart_required);
         // Stages only the old pipeline sets reached are retired once no
@@ -192,7 +192,7 @@ impl Topology {
         Ok(runtime)
     }
 
-    fn build(&mut self, new: &Config) -> Result<Built, Vec<ConfigError>> {
+    async fn build(&mut self, new: &Config) -> Result<Built, Vec<ConfigError>> {
         let mut built = Built::default();
         let mut errors = Vec::new();
 
@@ -232,7 +232,7 @@ impl Topology {
                             }
                             built.bytes_changed.push(name.clone());
                         }
-                        match runtime.load_source(name, pc, source) {
+                        match runtime.load_source(name, pc, source).await {
                             Ok(runner) => {
                                 built.plugins.insert(
                                     name.clone(),
@@ -313,8 +313,8 @@ impl Topology {
 
     /// Builds `new` aside and swaps it in; returns what must wait until the
     /// requests admitted with the old pipeline sets are done.
-    fn build_and_swap(&mut self, new: Config, grace: Duration) -> Result<Quiesce, Vec<ConfigError>> {
-        let mut built = self.build(&new)?;
+    async fn build_and_swap(&mut self, new: Config, grace: Duration) -> Result<Quiesce, Vec<ConfigError>> {
+        let mut built = self.build(&new).await?;
         let mut quiesce = Quiesce {
             bytes_changed: std::mem::take(&mut built.bytes_changed),
             ..Quiesce::default()

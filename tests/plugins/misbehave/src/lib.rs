@@ -24,7 +24,7 @@ enum Mode {
     /// Sends four valid edits, then one whose value has the wrong type (an
     /// int for a span name): the host must apply none of them.
     HalfBad,
-    /// Prints a lot to stdout and stderr.
+    /// Prints `lines` lines to stdout and as many to stderr.
     Chatty,
     /// Keeps state: tags every item with misbehave.seen = the batches this
     /// instance has seen (a reload that keeps the instance keeps counting).
@@ -38,10 +38,17 @@ struct Config {
     /// Misbehave only on every n-th batch (1 = always).
     #[serde(default = "one")]
     every: u64,
+    /// Lines printed to each stream per batch (chatty).
+    #[serde(default = "ten_thousand")]
+    lines: u64,
 }
 
 fn one() -> u64 {
     1
+}
+
+fn ten_thousand() -> u64 {
+    10_000
 }
 
 pub struct Misbehave {
@@ -108,7 +115,7 @@ impl Plugin for Misbehave {
                 Ok(())
             }
             Mode::Chatty => {
-                for i in 0..10_000 {
+                for i in 0..self.config.lines {
                     println!("misbehave stdout line {i}");
                     eprintln!("misbehave stderr line {i}");
                 }
