@@ -3,6 +3,7 @@
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
+use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use weir_plugin_sdk::{Edit, Field, Level, Value};
 
@@ -72,16 +73,33 @@ pub(crate) fn as_string(v: Value, what: &str) -> Result<String, BatchError> {
     }
 }
 
-/// Applies one edit; `HostBatch::apply` has checked it (contract rules), so
-/// an error here means the tree and its index disagree.
-pub fn apply(tree: &mut Otlp, ix: &Index, edit: Edit) -> Result<(), BatchError> {
+/// What an edit needs of a batch form: where an entity's attributes, an
+/// item's fields, an event and a metric are. [`dispatch`] decides which of
+/// these an edit goes to, once for both forms (the decoded tree here, the wire
+/// view in wire/apply.rs).
+pub(crate) trait EditTarget {
+    /// The attribute list of entity `entity` at `level`.
+    fn attributes(&mut self, level: Level, entity: u32) -> Result<&mut Vec<KeyValue>, BatchError>;
+    /// Sets a field of item `item` (a span, log record or metric).
+    fn set_item_field(&mut self, item: u32, field: Field, value: Value) -> Result<(), BatchError>;
+    fn event(&mut self, entity: u32) -> Result<&mut Event, BatchError>;
+    fn metric(&mut self, entity: u32) -> Result<&mut Metric, BatchError>;
+}
+
+/// Applies one edit to `target`; `HostBatch::apply` has checked it (contract
+/// rules), so an error here means the batch and its index disagree.
+pub(crate) fn dispatch(target: &mut impl EditTarget, edit: Edit) -> Result<(), BatchError> {
     match edit {
         Edit::Attribute {
             level,
             entity,
             key,
             value,
-        } => set_attribute(tree, ix, level, entity, key, value.map(to_any).transpose()?),
+        } => {
+            let any = value.map(to_any).transpose()?;
+            set_attribute_in(target.attributes(level, entity)?, key, any);
+            Ok(())
+        }
         Edit::AttributeMany {
             level,
             entities,
@@ -90,27 +108,24 @@ pub fn apply(tree: &mut Otlp, ix: &Index, edit: Edit) -> Result<(), BatchError> 
         } => {
             let any = value.map(to_any).transpose()?;
             for entity in entities {
-                set_attribute(tree, ix, level, entity, key.clone(), any.clone())?;
+                set_attribute_in(target.attributes(level, entity)?, key.clone(), any.clone());
             }
             Ok(())
         }
-        Edit::Field { field, item, value } => set_item_field(tree, ix, item, field, value),
-        Edit::EntityField {
+        Edit::Field { field, item, value }
+        | Edit::EntityField {
             level: Level::Item,
-            entity,
+            entity: item,
             field,
             value,
-        } => set_item_field(tree, ix, entity, field, value),
+        } => target.set_item_field(item, field, value),
         Edit::EntityField {
             level: Level::Event,
             entity,
             field: Field::Name,
             value,
         } => {
-            let event = tree
-                .event_mut(ix, entity as usize)
-                .ok_or_else(|| BatchError::Invalid(format!("no event {entity}")))?;
-            event.name = as_string(value, "event name")?;
+            target.event(entity)?.name = as_string(value, "event name")?;
             Ok(())
         }
         Edit::EntityField {
@@ -118,31 +133,45 @@ pub fn apply(tree: &mut Otlp, ix: &Index, edit: Edit) -> Result<(), BatchError> 
             entity,
             field,
             value,
-        } => {
-            let metric = tree
-                .metric_mut(ix, entity as usize)
-                .ok_or_else(|| BatchError::Invalid(format!("no metric {entity}")))?;
-            set_metric_field(metric, field, value)
-        }
+        } => set_metric_field(target.metric(entity)?, field, value),
         Edit::EntityField { level, field, .. } => Err(BatchError::Invalid(format!(
             "field {field:?} cannot be set on {level:?}"
         ))),
     }
 }
 
-fn set_attribute(
-    tree: &mut Otlp,
-    ix: &Index,
-    level: Level,
-    entity: u32,
-    key: String,
-    value: Option<AnyValue>,
-) -> Result<(), BatchError> {
-    let attrs = tree
-        .attrs_mut(ix, level, entity as usize)
-        .ok_or_else(|| BatchError::Invalid(format!("no {level:?} entity {entity}")))?;
-    set_attribute_in(attrs, key, value);
-    Ok(())
+/// Applies one edit to the decoded tree (see [`dispatch`]).
+pub fn apply(tree: &mut Otlp, ix: &Index, edit: Edit) -> Result<(), BatchError> {
+    dispatch(&mut TreeTarget { tree, ix }, edit)
+}
+
+struct TreeTarget<'a> {
+    tree: &'a mut Otlp,
+    ix: &'a Index,
+}
+
+impl EditTarget for TreeTarget<'_> {
+    fn attributes(&mut self, level: Level, entity: u32) -> Result<&mut Vec<KeyValue>, BatchError> {
+        self.tree
+            .attrs_mut(self.ix, level, entity as usize)
+            .ok_or_else(|| BatchError::Invalid(format!("no {level:?} entity {entity}")))
+    }
+
+    fn set_item_field(&mut self, item: u32, field: Field, value: Value) -> Result<(), BatchError> {
+        set_item_field(self.tree, self.ix, item, field, value)
+    }
+
+    fn event(&mut self, entity: u32) -> Result<&mut Event, BatchError> {
+        self.tree
+            .event_mut(self.ix, entity as usize)
+            .ok_or_else(|| BatchError::Invalid(format!("no event {entity}")))
+    }
+
+    fn metric(&mut self, entity: u32) -> Result<&mut Metric, BatchError> {
+        self.tree
+            .metric_mut(self.ix, entity as usize)
+            .ok_or_else(|| BatchError::Invalid(format!("no metric {entity}")))
+    }
 }
 
 /// Sets (or with `None` removes) attribute `key` in a list of attributes.

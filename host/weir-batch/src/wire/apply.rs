@@ -6,17 +6,19 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::Event;
 use prost::Message;
 use weir_pipeline::Signal;
 use weir_plugin_contract::check_changes;
-use weir_plugin_sdk::{Changes, Edit, Field, Level, Value};
+use weir_plugin_sdk::{Changes, Field, Level, Value};
 
 use super::{Body, WireBatch, n, sub_entities};
-use crate::edit::{as_string, set_attribute_in, set_log_field, set_span_field, to_any};
+use crate::edit::{EditTarget, dispatch, set_log_field, set_span_field};
 use crate::{Applied, BatchError};
 
 /// One decoded item.
@@ -47,6 +49,35 @@ struct Touched {
     resources: HashMap<u32, Resource>,
     scopes: HashMap<u32, InstrumentationScope>,
     items: HashMap<u32, Item>,
+}
+
+/// The wire form as an [`EditTarget`]: each lookup decodes the message it
+/// reaches into `touched` (once).
+struct WireTarget<'a> {
+    batch: &'a WireBatch,
+    touched: &'a mut Touched,
+}
+
+impl EditTarget for WireTarget<'_> {
+    fn attributes(&mut self, level: Level, entity: u32) -> Result<&mut Vec<KeyValue>, BatchError> {
+        self.batch.attributes_mut(self.touched, level, entity)
+    }
+
+    fn set_item_field(&mut self, item: u32, field: Field, value: Value) -> Result<(), BatchError> {
+        self.batch.set_item_field(self.touched, item, field, value)
+    }
+
+    fn event(&mut self, entity: u32) -> Result<&mut Event, BatchError> {
+        let (span, k) = self.batch.holder(self.touched, Level::Event, entity)?;
+        span.events
+            .get_mut(k)
+            .ok_or_else(|| no_entity(Level::Event, entity))
+    }
+
+    fn metric(&mut self, entity: u32) -> Result<&mut Metric, BatchError> {
+        // Metrics batches always use the decoded form.
+        Err(BatchError::Invalid(format!("no metric {entity}")))
+    }
 }
 
 fn decode_err(what: &str) -> impl Fn(prost::DecodeError) -> BatchError + '_ {
@@ -149,74 +180,10 @@ impl WireBatch {
         })
     }
 
-    fn set_attribute(
-        &self,
-        t: &mut Touched,
-        level: Level,
-        e: u32,
-        key: String,
-        value: Option<AnyValue>,
-    ) -> Result<(), BatchError> {
-        set_attribute_in(self.attributes_mut(t, level, e)?, key, value);
-        Ok(())
-    }
-
     fn set_item_field(&self, t: &mut Touched, it: u32, field: Field, value: Value) -> Result<(), BatchError> {
         match self.item_mut(t, it)? {
             Item::Span(s) => set_span_field(s, field, value),
             Item::Log(l) => set_log_field(l, field, value),
-        }
-    }
-
-    fn edit(&self, t: &mut Touched, edit: Edit) -> Result<(), BatchError> {
-        match edit {
-            Edit::Attribute {
-                level,
-                entity,
-                key,
-                value,
-            } => self.set_attribute(t, level, entity, key, value.map(to_any).transpose()?),
-            Edit::AttributeMany {
-                level,
-                entities,
-                key,
-                value,
-            } => {
-                let any = value.map(to_any).transpose()?;
-                for entity in entities {
-                    self.set_attribute(t, level, entity, key.clone(), any.clone())?;
-                }
-                Ok(())
-            }
-            Edit::Field { field, item, value }
-            | Edit::EntityField {
-                level: Level::Item,
-                entity: item,
-                field,
-                value,
-            } => self.set_item_field(t, item, field, value),
-            Edit::EntityField {
-                level: Level::Event,
-                entity,
-                field: Field::Name,
-                value,
-            } => {
-                let (span, k) = self.holder(t, Level::Event, entity)?;
-                let event = span
-                    .events
-                    .get_mut(k)
-                    .ok_or_else(|| no_entity(Level::Event, entity))?;
-                event.name = as_string(value, "event name")?;
-                Ok(())
-            }
-            Edit::EntityField {
-                level: Level::Metric,
-                entity,
-                ..
-            } => Err(BatchError::Invalid(format!("no metric {entity}"))),
-            Edit::EntityField { level, field, .. } => Err(BatchError::Invalid(format!(
-                "field {field:?} cannot be set on {level:?}"
-            ))),
         }
     }
 
@@ -280,7 +247,13 @@ impl WireBatch {
         {
             let on = replaced.as_ref().unwrap_or(self);
             for e in edits {
-                on.edit(&mut touched, e)?;
+                dispatch(
+                    &mut WireTarget {
+                        batch: on,
+                        touched: &mut touched,
+                    },
+                    e,
+                )?;
             }
         }
         if let Some(mut new) = replaced {
