@@ -31,7 +31,19 @@ const AGENTS: &[&str] = &[
 ];
 
 /// Request number `index` of `spans` spans; the service is `index`'s turn.
+/// Spans start in the minute after [`T0`].
 pub fn request(rng: &mut impl Rng, index: usize, spans: usize) -> ExportTraceServiceRequest {
+    request_starting(rng, index, spans, |offset| T0 + offset)
+}
+
+/// [`request`] with each span's start computed from a random offset of 1 ms
+/// to 60 s (the load generator starts spans that long before now).
+pub fn request_starting(
+    rng: &mut impl Rng,
+    index: usize,
+    spans: usize,
+    start: impl Fn(u64) -> u64,
+) -> ExportTraceServiceRequest {
     let service = SERVICES[index % SERVICES.len()];
     let instance: [u8; 16] = rng.random();
     let resource = Resource {
@@ -63,7 +75,7 @@ pub fn request(rng: &mut impl Rng, index: usize, spans: usize) -> ExportTraceSer
             let route = ROUTES[rng.random_range(0..ROUTES.len())];
             let id: u32 = rng.random();
             let path = route.split('{').next().unwrap_or(route);
-            let start = T0 + rng.random_range(1_000_000..60_000_000_000);
+            let start = start(rng.random_range(1_000_000..60_000_000_000));
             let status_code = if rng.random_ratio(1, 50) { "503" } else { "200" };
             Span {
                 trace_id: trace_id.to_vec(),
