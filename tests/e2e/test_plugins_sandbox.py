@@ -1,6 +1,6 @@
 """The plugin sandbox, end to end: a deliberately bad plugin (tests/plugins/misbehave)
-loops, exhausts its memory, traps, returns an error or returns invalid edits, and
-weir contains each failure and applies the plugin's failure policy:
+loops, sleeps in WASI, exhausts its memory, traps, returns an error or returns
+invalid edits, and weir contains each failure and applies the plugin's failure policy:
 
 - pass: the batch goes on exactly as it was before the plugin;
 - drop: the client is told OK, nothing is exported, and the items are counted in
@@ -39,6 +39,9 @@ LABELS = {"pipeline": "traces", "plugin": "mis"}
 #          how weir describes the failure in its log and in a rejection)
 BAD_MODES = {
     "loop": ("timeout", {"timeout": "50ms"}, "exceeded its time limit"),
+    # Waits in WASI (std::thread::sleep): the epoch cannot interrupt it; the call's
+    # own deadline ends it.
+    "sleep": ("timeout", {"timeout": "50ms"}, "exceeded its time limit"),
     "oom": ("memory_limit", {"memory_limit": "16MiB"}, "exceeded its memory limit"),
     "trap": ("trap", {}, "trapped"),
     "error": ("error", {}, "returned an error: misbehave: deliberate error"),

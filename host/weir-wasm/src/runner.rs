@@ -172,6 +172,20 @@ pub struct WasmRunner {
     live: Arc<AtomicUsize>,
 }
 
+/// Runs a plugin call, ending it as timed out once `limit` has passed. The
+/// epoch deadline ends a call that computes; this ends one that waits in
+/// WASI (a sleep, a poll), where no guest code runs to be interrupted. The
+/// call's future is dropped, which unwinds the guest; its instance is not
+/// reused (a timeout never is), but the batch in its table is still there.
+async fn within<T>(limit: Duration, call: impl Future<Output = wasmtime::Result<T>>) -> wasmtime::Result<T> {
+    // Two ticks past the epoch deadline, so computing guests keep timing out
+    // by the epoch trap (which leaves the store consistent).
+    match tokio::time::timeout(limit + TICK * 2, call).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
+    }
+}
+
 fn ticks(d: Duration) -> u64 {
     (d.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1
 }
@@ -233,13 +247,14 @@ impl WasmRunner {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|st| &mut st.limits);
         // init gets a generous deadline: it may compile regexes or build tables.
-        store.set_epoch_deadline(ticks(s.timeout.max(Duration::from_secs(5))));
+        let init_deadline = s.timeout.max(Duration::from_secs(5));
+        store.set_epoch_deadline(ticks(init_deadline));
         let instantiate = |e: wasmtime::Error| RuntimeError::Instantiate(format!("{e:#}"));
         let plugin = match &self.pre {
             Pre::V1(pre) => Loaded::V1(pre.instantiate_async(&mut store).await.map_err(instantiate)?),
             Pre::V2(pre) => Loaded::V2(pre.instantiate_async(&mut store).await.map_err(instantiate)?),
         };
-        match plugin.init(&mut store, &s.config_json).await {
+        match within(init_deadline, plugin.init(&mut store, &s.config_json)).await {
             Ok(Ok(())) => {
                 self.live.fetch_add(1, Ordering::Relaxed);
                 Ok(Instance {
@@ -286,7 +301,11 @@ impl WasmRunner {
             Err(e) => return (None, Err(Failure::trap(format!("resource table: {e}")))),
         };
         let borrowed = wasmtime::component::Resource::<BatchEntry>::new_borrow(handle.rep());
-        let call = inst.plugin.process(&mut *store, signal, borrowed, inst.seq).await;
+        let call = within(
+            self.settings.timeout,
+            inst.plugin.process(&mut *store, signal, borrowed, inst.seq),
+        )
+        .await;
         let memory_hit = store.data().limits.hit;
         let entry = store.data_mut().table.delete(handle);
         let Ok(entry) = entry else {

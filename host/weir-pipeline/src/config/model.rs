@@ -536,7 +536,7 @@ pub struct PluginConfig {
     pub on_error: FailurePolicy,
     /// Linear memory cap of each instance.
     pub memory_limit: ByteSize,
-    /// CPU deadline of one call on one batch.
+    /// Deadline of one call on one batch, computing or waiting in WASI.
     pub timeout: HumanDuration,
     /// Idle instances kept for reuse (one is in use per concurrent batch).
     pub instances: usize,

@@ -13,6 +13,9 @@ enum Mode {
     Noop,
     /// Never returns.
     Loop,
+    /// Waits in WASI (a clock's pollable) for a minute: no guest code runs
+    /// for the epoch deadline to interrupt.
+    Sleep,
     /// Allocates until the memory cap stops it.
     Oom,
     /// Traps (Rust panic → unreachable).
@@ -94,6 +97,10 @@ impl Plugin for Misbehave {
                 }
             }
             Mode::Trap => panic!("misbehave: deliberate trap"),
+            Mode::Sleep => {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+                Ok(())
+            }
             Mode::Error => Err(PluginError::new("misbehave: deliberate error")),
             Mode::Garbage => {
                 batch.set_attribute(Level::Item, 1 << 30, "k", "v");
