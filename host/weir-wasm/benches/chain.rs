@@ -203,6 +203,15 @@ fn bench(c: &mut Criterion) {
             black_box(rt.block_on(noop.run(tree)))
         })
     });
+    // The no-op plugin over a real batch: what a plugin that reads nothing
+    // costs (the batch is not indexed, and leaves as it came).
+    let spans512 = spans(512);
+    group.bench_function("512-spans/wasm-noop", |b| {
+        b.iter(|| {
+            let tree = weir_batch::HostBatch::decode(&spans512).expect("decode");
+            black_box(rt.block_on(noop.run(tree)))
+        })
+    });
     group.bench_function("empty-batch/decode-only", |b| {
         b.iter(|| black_box(weir_batch::HostBatch::decode(&empty).expect("decode")))
     });

@@ -22,8 +22,10 @@ pub struct BatchEntry {
     pub tree: Tree,
     pub changes: Changes,
     /// What queued changes apply to: the batch, or the replacement a
-    /// `replace-otlp` queued.
-    pub shape: Shape,
+    /// `replace-otlp` queued. Taken on the first change queued: the shape of
+    /// a batch in wire form needs its index, which a plugin that changes
+    /// nothing must not cost.
+    shape: Option<Shape>,
     /// Set when the plugin queued something invalid (a refused `apply` or
     /// `replace-otlp`, out-of-range items in drop/route); the call then
     /// counts as failed with outcome "invalid", and nothing it queued is applied.
@@ -36,7 +38,7 @@ pub struct BatchEntry {
 impl BatchEntry {
     pub fn new(tree: Tree) -> Self {
         BatchEntry {
-            shape: tree.shape(),
+            shape: None,
             tree,
             changes: Changes::default(),
             invalid: None,
@@ -44,14 +46,19 @@ impl BatchEntry {
         }
     }
 
+    fn shape(&mut self) -> &Shape {
+        self.shape.get_or_insert_with(|| self.tree.shape())
+    }
+
     /// Checks every edit against what the queued changes apply to, then
     /// queues them all; on the first bad one queues none and says which.
     /// (Both contract versions; they differ only in what a refusal means.)
     pub fn queue_edits(&mut self, edits: Vec<Edit>) -> Result<(), (usize, ChangeError)> {
+        let shape = self.shape();
         if let Some((i, err)) = edits
             .iter()
             .enumerate()
-            .find_map(|(i, e)| check_edit(&self.shape, e).err().map(|err| (i, err)))
+            .find_map(|(i, e)| check_edit(shape, e).err().map(|err| (i, err)))
         {
             return Err((i, err));
         }
@@ -61,14 +68,14 @@ impl BatchEntry {
 
     /// Queues dropping `items`, unless one does not exist.
     pub fn queue_drops(&mut self, items: Vec<u32>) -> Result<(), String> {
-        check_items(&self.shape, "drop-items", &items).map_err(|e| e.0)?;
+        check_items(self.shape(), "drop-items", &items).map_err(|e| e.0)?;
         self.changes.drops.extend(items);
         Ok(())
     }
 
     /// Queues routing `items`, unless one does not exist.
     pub fn queue_route(&mut self, route: String, items: Vec<u32>) -> Result<(), String> {
-        check_items(&self.shape, "route-items", &items).map_err(|e| e.0)?;
+        check_items(self.shape(), "route-items", &items).map_err(|e| e.0)?;
         self.changes.routes.push((route, items));
         Ok(())
     }
@@ -76,10 +83,11 @@ impl BatchEntry {
     /// Queues replacing the batch, discarding the changes queued before;
     /// refused (and nothing discarded) unless `otlp` is a request of this signal.
     pub fn queue_replace(&mut self, otlp: Vec<u8>) -> Result<(), String> {
-        self.shape = self
-            .tree
-            .shape_of_replacement(&otlp)
-            .map_err(|e| format!("replace-otlp: {e}"))?;
+        self.shape = Some(
+            self.tree
+                .shape_of_replacement(&otlp)
+                .map_err(|e| format!("replace-otlp: {e}"))?,
+        );
         self.changes = Changes {
             replace: Some(otlp),
             ..Changes::default()
