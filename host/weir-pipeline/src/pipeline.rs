@@ -29,9 +29,11 @@ pub struct Processor {
 /// costs more than a chain over it, and at light load it is most of weir's
 /// cost per span.
 pub const INLINE_MAX_ITEMS: usize = 1024;
-/// A run slower than this sends the pipeline's batches to the processing
-/// threads for [`THREADS_AFTER_SLOW`], so a slow or looping plugin holds a
-/// processing thread, not one of the workers serving every connection.
+/// A run that took more CPU than this sends the pipeline's batches to the
+/// processing threads for [`THREADS_AFTER_SLOW`], so a slow or looping plugin
+/// holds a processing thread, not one of the workers serving every
+/// connection. CPU, not wall time: on a loaded machine a 20 µs run preempted
+/// for a time slice would otherwise send every batch to the threads.
 pub const INLINE_MAX_RUN: Duration = Duration::from_millis(2);
 pub const THREADS_AFTER_SLOW: Duration = Duration::from_secs(10);
 
@@ -55,15 +57,50 @@ impl Processor {
 
     /// Runs the chain, noting a slow run.
     async fn run(&self, batch: Batch) -> Result<Processed, Rejection> {
-        let started = Instant::now();
+        let started = RunClock::start();
         let out = self.chain.process(batch).await;
-        if started.elapsed() > INLINE_MAX_RUN {
+        if started.took() > INLINE_MAX_RUN {
             let until = self
                 .now_ms()
                 .saturating_add(THREADS_AFTER_SLOW.as_millis() as u64);
             self.threads_until_ms.fetch_max(until, Ordering::Relaxed);
         }
         out
+    }
+}
+
+/// What a chain run cost the thread that ran it: its CPU time if it ended on
+/// the thread it started on (a run that awaits can move to another worker;
+/// its wait blocked no one), otherwise the time that passed.
+struct RunClock {
+    thread: std::thread::ThreadId,
+    cpu: Duration,
+    wall: Instant,
+}
+
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+impl RunClock {
+    fn start() -> Self {
+        RunClock {
+            thread: std::thread::current().id(),
+            cpu: thread_cpu(),
+            wall: Instant::now(),
+        }
+    }
+
+    fn took(&self) -> Duration {
+        if std::thread::current().id() == self.thread {
+            thread_cpu().saturating_sub(self.cpu)
+        } else {
+            self.wall.elapsed()
+        }
     }
 }
 
@@ -298,11 +335,19 @@ pub async fn commit(deliveries: Vec<Delivery>) -> Result<(), Refusal> {
 mod tests {
     use super::*;
 
-    struct Sleepy(Duration);
+    /// Computes for its duration (`Sleepy` when it sleeps instead).
+    struct Busy(Duration, bool);
 
-    impl BatchProcessor for Sleepy {
+    impl BatchProcessor for Busy {
         fn process(&self, batch: Batch) -> crate::ProcessFuture<'_> {
-            std::thread::sleep(self.0);
+            if self.1 {
+                std::thread::sleep(self.0);
+            } else {
+                let until = Instant::now() + self.0;
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
             Box::pin(std::future::ready(Ok(Processed {
                 outputs: vec![(None, batch)],
                 dropped: Vec::new(),
@@ -316,7 +361,7 @@ mod tests {
 
     #[tokio::test]
     async fn small_batches_run_inline_until_a_run_is_slow() {
-        let p = Processor::new(Arc::new(Sleepy(Duration::ZERO)));
+        let p = Processor::new(Arc::new(Busy(Duration::ZERO, false)));
         assert!(
             !p.inline(&batch(10)),
             "the first second goes to the threads (instances warm up)"
@@ -330,11 +375,21 @@ mod tests {
         p.run(batch(10)).await.expect("runs");
         assert!(p.inline(&batch(10)), "a fast run changes nothing");
 
-        let slow = Processor::new(Arc::new(Sleepy(INLINE_MAX_RUN * 2)));
+        let slow = Processor::new(Arc::new(Busy(INLINE_MAX_RUN * 2, false)));
         slow.threads_until_ms.store(0, Ordering::Relaxed);
         slow.run(batch(10)).await.expect("runs");
         assert!(!slow.inline(&batch(10)), "after a slow run, the threads");
         let until = slow.threads_until_ms.load(Ordering::Relaxed);
         assert!(until >= THREADS_AFTER_SLOW.as_millis() as u64, "{until}");
+    }
+
+    /// What counts is the CPU a run takes on its thread: time the thread
+    /// spent off the CPU (here asleep; on a loaded machine, preempted) does not.
+    #[tokio::test]
+    async fn a_run_that_takes_time_but_no_cpu_is_not_slow() {
+        let p = Processor::new(Arc::new(Busy(INLINE_MAX_RUN * 3, true)));
+        p.threads_until_ms.store(0, Ordering::Relaxed);
+        p.run(batch(10)).await.expect("runs");
+        assert!(p.inline(&batch(10)));
     }
 }
