@@ -212,6 +212,10 @@ fn bench(c: &mut Criterion) {
             black_box(rt.block_on(noop.run(tree)))
         })
     });
+    // What every such call paid before the shape was taken lazily: the index.
+    group.bench_function("512-spans/index-only", |b| {
+        b.iter(|| black_box(weir_batch::HostBatch::decode(&spans512).expect("decode").shape()))
+    });
     group.bench_function("empty-batch/decode-only", |b| {
         b.iter(|| black_box(weir_batch::HostBatch::decode(&empty).expect("decode")))
     });
