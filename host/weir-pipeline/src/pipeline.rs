@@ -335,15 +335,22 @@ pub async fn commit(deliveries: Vec<Delivery>) -> Result<(), Refusal> {
 mod tests {
     use super::*;
 
-    /// Computes for its duration (`Sleepy` when it sleeps instead).
-    struct Busy(Duration, bool);
+    /// Takes `took` over each batch, computing or asleep.
+    struct Taking {
+        took: Duration,
+        asleep: bool,
+    }
 
-    impl BatchProcessor for Busy {
+    fn computing(took: Duration) -> Arc<Taking> {
+        Arc::new(Taking { took, asleep: false })
+    }
+
+    impl BatchProcessor for Taking {
         fn process(&self, batch: Batch) -> crate::ProcessFuture<'_> {
-            if self.1 {
-                std::thread::sleep(self.0);
+            if self.asleep {
+                std::thread::sleep(self.took);
             } else {
-                let until = Instant::now() + self.0;
+                let until = Instant::now() + self.took;
                 while Instant::now() < until {
                     std::hint::spin_loop();
                 }
@@ -361,7 +368,7 @@ mod tests {
 
     #[tokio::test]
     async fn small_batches_run_inline_until_a_run_is_slow() {
-        let p = Processor::new(Arc::new(Busy(Duration::ZERO, false)));
+        let p = Processor::new(computing(Duration::ZERO));
         assert!(
             !p.inline(&batch(10)),
             "the first second goes to the threads (instances warm up)"
@@ -375,7 +382,7 @@ mod tests {
         p.run(batch(10)).await.expect("runs");
         assert!(p.inline(&batch(10)), "a fast run changes nothing");
 
-        let slow = Processor::new(Arc::new(Busy(INLINE_MAX_RUN * 2, false)));
+        let slow = Processor::new(computing(INLINE_MAX_RUN * 2));
         slow.threads_until_ms.store(0, Ordering::Relaxed);
         slow.run(batch(10)).await.expect("runs");
         assert!(!slow.inline(&batch(10)), "after a slow run, the threads");
@@ -387,7 +394,10 @@ mod tests {
     /// spent off the CPU (here asleep; on a loaded machine, preempted) does not.
     #[tokio::test]
     async fn a_run_that_takes_time_but_no_cpu_is_not_slow() {
-        let p = Processor::new(Arc::new(Busy(INLINE_MAX_RUN * 3, true)));
+        let p = Processor::new(Arc::new(Taking {
+            took: INLINE_MAX_RUN * 3,
+            asleep: true,
+        }));
         p.threads_until_ms.store(0, Ordering::Relaxed);
         p.run(batch(10)).await.expect("runs");
         assert!(p.inline(&batch(10)));

@@ -87,6 +87,11 @@ impl PluginChain {
     pub fn is_empty(&self) -> bool {
         self.links.is_empty()
     }
+
+    /// [`BatchProcessor::process`] for commands and benchmarks without a runtime.
+    pub fn process_blocking(&self, batch: Batch) -> Result<Processed, Rejection> {
+        crate::block_on(self.run(batch))
+    }
 }
 
 impl BatchProcessor for PluginChain {
@@ -96,11 +101,6 @@ impl BatchProcessor for PluginChain {
 }
 
 impl PluginChain {
-    /// [`BatchProcessor::process`] for commands and benchmarks without a runtime.
-    pub fn process_blocking(&self, batch: Batch) -> Result<Processed, Rejection> {
-        crate::block_on(self.run(batch))
-    }
-
     async fn run(&self, batch: Batch) -> Result<Processed, Rejection> {
         let mut tree = Tree::decode(&batch).map_err(|e| Rejection::Invalid(e.to_string()))?;
         let mut dropped = Vec::new();
