@@ -66,7 +66,7 @@ fn as_i32(v: &Value, what: &str) -> Result<i32, BatchError> {
     }
 }
 
-pub(crate) fn as_string(v: Value, what: &str) -> Result<String, BatchError> {
+fn as_string(v: Value, what: &str) -> Result<String, BatchError> {
     match v {
         Value::Str(s) => Ok(s),
         _ => Err(BatchError::Invalid(format!("{what} must be a string"))),
@@ -175,7 +175,7 @@ impl EditTarget for TreeTarget<'_> {
 }
 
 /// Sets (or with `None` removes) attribute `key` in a list of attributes.
-pub(crate) fn set_attribute_in(attrs: &mut Vec<KeyValue>, key: String, value: Option<AnyValue>) {
+fn set_attribute_in(attrs: &mut Vec<KeyValue>, key: String, value: Option<AnyValue>) {
     match value {
         Some(any) => match attrs.iter_mut().find(|kv| kv.key == key) {
             Some(kv) => kv.value = Some(any),

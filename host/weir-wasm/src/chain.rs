@@ -92,15 +92,7 @@ impl PluginChain {
     pub fn process_blocking(&self, batch: Batch) -> Result<Processed, Rejection> {
         crate::block_on(self.run(batch))
     }
-}
 
-impl BatchProcessor for PluginChain {
-    fn process(&self, batch: Batch) -> ProcessFuture<'_> {
-        Box::pin(self.run(batch))
-    }
-}
-
-impl PluginChain {
     async fn run(&self, batch: Batch) -> Result<Processed, Rejection> {
         let mut tree = Tree::decode(&batch).map_err(|e| Rejection::Invalid(e.to_string()))?;
         let mut dropped = Vec::new();
@@ -197,5 +189,11 @@ impl PluginChain {
             outputs: tree.finish(),
             dropped,
         })
+    }
+}
+
+impl BatchProcessor for PluginChain {
+    fn process(&self, batch: Batch) -> ProcessFuture<'_> {
+        Box::pin(self.run(batch))
     }
 }

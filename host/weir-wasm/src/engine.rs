@@ -37,7 +37,8 @@ fn config(pooling: bool) -> Config {
         p.total_component_instances(512)
             .total_core_instances(1024)
             .total_memories(1024)
-            // One fiber stack per call in flight (each instance makes one at a time).
+            // Async calls run on fiber stacks; each store keeps its own
+            // between calls, so as many stacks as component instances.
             .total_stacks(512)
             .total_tables(1024)
             .max_memory_size(MAX_PLUGIN_MEMORY)

@@ -27,16 +27,7 @@ impl<P: Plugin> NativeRunner<P> {
             _p: PhantomData,
         })
     }
-}
 
-impl<P: Plugin + Send> Runner for NativeRunner<P> {
-    fn run(&self, tree: Tree) -> BoxFuture<'_, RunOutcome> {
-        // Native code has nothing to await: run it now.
-        Box::pin(std::future::ready(self.run_now(tree)))
-    }
-}
-
-impl<P: Plugin + Send> NativeRunner<P> {
     fn run_now(&self, tree: Tree) -> RunOutcome {
         let popped = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut plugin = match popped {
@@ -67,6 +58,13 @@ impl<P: Plugin + Send> NativeRunner<P> {
             }
             Err(_) => (Some(tree), Err(Failure::trap("native plugin panicked"))),
         }
+    }
+}
+
+impl<P: Plugin + Send> Runner for NativeRunner<P> {
+    fn run(&self, tree: Tree) -> BoxFuture<'_, RunOutcome> {
+        // Native code has nothing to await: run it now.
+        Box::pin(std::future::ready(self.run_now(tree)))
     }
 }
 

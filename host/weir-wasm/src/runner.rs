@@ -268,19 +268,7 @@ impl WasmRunner {
             Err(e) => Err(RuntimeError::Instantiate(format!("init trapped: {e:#}"))),
         }
     }
-}
 
-impl Runner for WasmRunner {
-    fn instances(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
-    }
-
-    fn run(&self, tree: Tree) -> BoxFuture<'_, RunOutcome> {
-        Box::pin(self.call(tree))
-    }
-}
-
-impl WasmRunner {
     async fn call(&self, tree: Tree) -> RunOutcome {
         let popped = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut inst = match popped {
@@ -343,5 +331,15 @@ impl WasmRunner {
             }
         }
         (Some(entry.tree), outcome)
+    }
+}
+
+impl Runner for WasmRunner {
+    fn instances(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    fn run(&self, tree: Tree) -> BoxFuture<'_, RunOutcome> {
+        Box::pin(self.call(tree))
     }
 }

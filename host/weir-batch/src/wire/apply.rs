@@ -64,7 +64,10 @@ impl EditTarget for WireTarget<'_> {
     }
 
     fn set_item_field(&mut self, item: u32, field: Field, value: Value) -> Result<(), BatchError> {
-        self.batch.set_item_field(self.touched, item, field, value)
+        match self.batch.item_mut(self.touched, item)? {
+            Item::Span(s) => set_span_field(s, field, value),
+            Item::Log(l) => set_log_field(l, field, value),
+        }
     }
 
     fn event(&mut self, entity: u32) -> Result<&mut Event, BatchError> {
@@ -180,13 +183,6 @@ impl WireBatch {
         })
     }
 
-    fn set_item_field(&self, t: &mut Touched, it: u32, field: Field, value: Value) -> Result<(), BatchError> {
-        match self.item_mut(t, it)? {
-            Item::Span(s) => set_span_field(s, field, value),
-            Item::Log(l) => set_log_field(l, field, value),
-        }
-    }
-
     /// Re-encodes the edited messages in place of their old bytes.
     fn store(&mut self, t: Touched) -> Result<(), BatchError> {
         for (r, m) in t.resources {
@@ -245,15 +241,12 @@ impl WireBatch {
         let mut touched = Touched::default();
         let applied_edits = edits.len();
         {
-            let on = replaced.as_ref().unwrap_or(self);
+            let mut target = WireTarget {
+                batch: replaced.as_ref().unwrap_or(self),
+                touched: &mut touched,
+            };
             for e in edits {
-                dispatch(
-                    &mut WireTarget {
-                        batch: on,
-                        touched: &mut touched,
-                    },
-                    e,
-                )?;
+                dispatch(&mut target, e)?;
             }
         }
         if let Some(mut new) = replaced {
